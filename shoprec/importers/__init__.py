@@ -1,0 +1,25 @@
+"""Importers turn public or exported data into the data contract, as one landing batch each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ImportReport:
+    dataset: str
+    batch_id: str
+    path: Path | None
+    imported: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False  # the batch had landed before: re-runs are no-ops
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"{self.dataset}/{self.batch_id}: already imported, nothing to do"
+        parts = ", ".join(
+            f"{k} {self.imported.get(k, 0):,} imported / {self.rejected.get(k, 0):,} rejected"
+            for k in self.imported
+        )
+        return f"{self.dataset}/{self.batch_id}: {parts} → {self.path}"
