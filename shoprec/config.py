@@ -1,4 +1,4 @@
-"""The one settings object. Every path derives from SHOPREC_HOME so two checkouts never share state."""
+"""The one settings object; every path derives from SHOPREC_HOME, so checkouts never share state."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Runtime settings; override any field with SHOPREC_<FIELD> (e.g. SHOPREC_HOME=/data/shoprec)."""
+    """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
     model_config = SettingsConfigDict(env_prefix="SHOPREC_", extra="ignore")
 

@@ -125,7 +125,6 @@ class DayGenerator:
         V = int(lengths.sum())
         sess_of_view = np.repeat(np.arange(S), lengths)
         first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        pos = np.arange(V) - first[sess_of_view]
         item = np.empty(V, np.int32)
         how = np.zeros(V, np.int8)  # 0 popular, 1 brand, 2 neighbour, 3 resume, 4 rebuy
         prev = np.full(S, -1, np.int64)
