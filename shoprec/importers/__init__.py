@@ -14,6 +14,7 @@ class ImportReport:
     imported: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     skipped: bool = False  # the batch had landed before: re-runs are no-ops
+    rejected_path: Path | None = None  # rejected rows, kept outside the batch so none is lost
 
     def summary(self) -> str:
         if self.skipped:
@@ -22,4 +23,5 @@ class ImportReport:
             f"{k} {self.imported.get(k, 0):,} imported / {self.rejected.get(k, 0):,} rejected"
             for k in self.imported
         )
-        return f"{self.dataset}/{self.batch_id}: {parts} → {self.path}"
+        kept = f" (rejected rows: {self.rejected_path})" if self.rejected_path else ""
+        return f"{self.dataset}/{self.batch_id}: {parts} → {self.path}{kept}"

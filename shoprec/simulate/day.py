@@ -31,13 +31,13 @@ class UserState:
     """What a user carries from one day to the next."""
 
     last_item: np.ndarray       # last viewed item, -1 = none
-    last_cat: np.ndarray        # category of the last purchase, -1 = none
+    last_buy: np.ndarray        # last purchased item, -1 = none
     rebuy_item: np.ndarray      # consumable due for repurchase, -1 = none
     rebuy_day: np.ndarray       # day it is due
 
     @classmethod
     def empty(cls, n_users: int) -> UserState:
-        return cls(np.full(n_users, -1, np.int32), np.full(n_users, -1, np.int16),
+        return cls(np.full(n_users, -1, np.int32), np.full(n_users, -1, np.int32),
                    np.full(n_users, -1, np.int32), np.full(n_users, -1, np.int32))
 
 
@@ -114,9 +114,10 @@ class DayGenerator:
 
         # mission: complement of the last purchase, else drawn from taste
         taste_pick = (w.user_taste_cdf[users] < rng.random((S, 1))).sum(1).clip(0, C - 1)
-        last_cat = st.last_cat[users]
-        use_comp = (last_cat >= 0) & (rng.random(S) < 0.3)
-        mission = np.where(use_comp, w.complement[np.maximum(last_cat, 0)], taste_pick)
+        last_buy = st.last_buy[users]
+        use_comp = (last_buy >= 0) & (rng.random(S) < 0.35)
+        comp_item = w.item_complement[np.maximum(last_buy, 0)]
+        mission = np.where(use_comp, w.item_cat[comp_item], taste_pick)
         lengths = np.minimum(rng.geometric(0.27, size=S), 25)
         lengths[is_rebuy] = np.minimum(lengths[is_rebuy], 2)
         mission[is_rebuy] = w.item_cat[st.rebuy_item[users[is_rebuy]]]
@@ -126,7 +127,8 @@ class DayGenerator:
         sess_of_view = np.repeat(np.arange(S), lengths)
         first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         item = np.empty(V, np.int32)
-        how = np.zeros(V, np.int8)  # 0 popular, 1 brand, 2 neighbour, 3 resume, 4 rebuy
+        # how each view was picked: 0 popular, 1 brand, 2 neighbour, 3 resume, 4 rebuy, 5 complement
+        how = np.zeros(V, np.int8)
         prev = np.full(S, -1, np.int64)
         loyalty = w.user_loyalty[users]
         for j in range(int(lengths.max(initial=0))):
@@ -162,6 +164,10 @@ class DayGenerator:
                 ok = (li >= 0) & (rng.random(n) < 0.2)
                 chosen = np.where(ok, li, chosen)
                 mode[ok] = 3
+                ci = comp_item[act]
+                ok = use_comp[act] & (rng.random(n) < 0.6) & (weight[ci] > 0)
+                chosen = np.where(ok, ci, chosen)
+                mode[ok] = 5
                 rb = is_rebuy[act]
                 chosen = np.where(rb, st.rebuy_item[u], chosen)
                 mode[rb] = 4
@@ -180,7 +186,8 @@ class DayGenerator:
         sens = w.user_price_sens[vu]
         rebuy_v = how == 4
         p_click = np.where(rebuy_v, 0.9, _sigmoid(-1.8 + 0.45 * aff - 0.5 * sens * rel
-                                                  + 0.4 * (how == 1) + 3.0 * discount))
+                                                  + 0.4 * (how == 1) + 0.8 * (how == 5)
+                                                  + 3.0 * discount))
         clicked = rng.random(V) < p_click
         p_cart = np.where(rebuy_v, 0.85, _sigmoid(-1.1 + 0.35 * aff - 0.7 * sens * rel))
         carted = clicked & (rng.random(V) < p_cart)
@@ -217,7 +224,7 @@ class DayGenerator:
         buys = ev.etype == PURCHASE
         bu, bi = ev.user[buys], ev.item[buys]
         bc = w.item_cat[bi]
-        st.last_cat[bu] = bc
+        st.last_buy[bu] = bi
         cyc = w.cat_cycle[bc]
         cons = cyc > 0
         due = d + np.maximum(1, np.round(cyc[cons] * rng.lognormal(0.0, 0.25, int(cons.sum()))))

@@ -60,6 +60,7 @@ class World:
     cat_start: np.ndarray          # [C+1] slice bounds of each category in item order
     pair_start: np.ndarray         # [P+1] slice bounds of each (category, brand) pair
     cat_pair_start: np.ndarray     # [C+1] which pairs belong to each category
+    item_complement: np.ndarray    # [N] int32 the accessory / follow-up item of each item
     # users (sorted by signup day, so the users signed up by day d are a prefix)
     user_signup_day: np.ndarray    # [U] int32
     user_taste: np.ndarray         # [U, C] float32 category preference (rows sum to 1)
@@ -127,7 +128,7 @@ def build_world(scale: Scale, seed: int) -> World:
     ).clip(0.5, None)
     # long tail: Zipf-like over a random rank, new items get a fresh draw too
     ranks = rng.permutation(N) + 1
-    item_pop = 1.0 / ranks**1.05
+    item_pop = 1.0 / ranks**0.9
     item_trend = rng.normal(0.0, 0.02, size=N)
 
     order = np.lexsort((item_brand, item_cat))
@@ -139,6 +140,15 @@ def build_world(scale: Scale, seed: int) -> World:
     pair_start = np.concatenate([[0], change, [N]]).astype(np.int64)
     pair_cat = item_cat[pair_start[:-1]]
     cat_pair_start = np.searchsorted(pair_cat, np.arange(C + 1)).astype(np.int64)
+    # item-level complements: a fixed follow-up item in the complement category (the case for
+    # the phone you bought, the food for the bowl), drawn by popularity
+    comp_cat = complement[item_cat]
+    item_complement = np.empty(N, np.int32)
+    for c in range(C):
+        lo, hi = cat_start[c], cat_start[c + 1]
+        m = comp_cat == c
+        p = item_pop[lo:hi] / item_pop[lo:hi].sum()
+        item_complement[m] = lo + rng.choice(hi - lo, size=int(m.sum()), p=p)
     adj = rng.choice(_ADJECTIVES, size=N)
     title = np.char.add(np.char.add(np.char.add(brand_names[item_brand], " "), adj),
                         np.char.add(" ", np.char.replace(cat_names[item_cat], "_", " ")))
@@ -164,6 +174,7 @@ def build_world(scale: Scale, seed: int) -> World:
         brand_names=brand_names, item_cat=item_cat, item_brand=item_brand, item_price=item_price,
         item_launch_day=launch, item_pop=item_pop, item_trend=item_trend, item_title=title,
         cat_start=cat_start, pair_start=pair_start, cat_pair_start=cat_pair_start,
+        item_complement=item_complement,
         user_signup_day=signup, user_taste=taste, user_taste_cdf=taste_cdf,
         user_price_sens=rng.lognormal(0.0, 0.5, size=U).astype(np.float32),
         user_activity=activity, user_loyalty=rng.beta(2.0, 4.0, size=U).astype(np.float32),
