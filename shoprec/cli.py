@@ -16,7 +16,7 @@ import_app = typer.Typer(help="Import public or exported data into the contract.
                          no_args_is_help=True)
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
 
 
 @data_app.command("simulate")

@@ -107,8 +107,8 @@ def _read(path: Path, sep: str, names: list[str] | None, encoding: str = "utf-8"
 
 
 def read_movielens(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(ratings[user_id,item_id,timestamp], items[item_id,title,genre,year,release],
-    users[user_id,occupation]) from either file format; `release` is epoch seconds or NA."""
+    """(ratings[user_id,item_id,timestamp], items[item_id,title,genre,released,year],
+    users[user_id,occupation]) from either file format; `released` is a UTC datetime or NaT."""
     d = _layout_dir(d)
     if (d / "u.data").is_file():
         ratings = _read(d / "u.data", "\t", ["user_id", "item_id", "rating", "timestamp"])

@@ -159,9 +159,11 @@ def _read(path: Path, fmt: str, kind: str) -> pa.Table:
 
 def _rename(table: pa.Table, mapping: dict[str, str], source: str) -> pa.Table:
     """Source names → contract names; a mapping wins over a same-named source column."""
-    if missing := [s for s in mapping.values() if s not in table.column_names]:
-        raise ContractError(source, missing[0], f"mapped source column(s) {missing} not in the "
-                            f"file; found {table.column_names}", table.slice(0, 1).to_pylist()[0])
+    if missing := [(t, s) for t, s in mapping.items() if s not in table.column_names]:
+        t, s = missing[0]
+        raise ContractError(source, s, f"source column '{s}' (mapped to contract column '{t}') "
+                            f"is not in the file; found {table.column_names}",
+                            table.slice(0, 1).to_pylist()[0])
     back = {s: t for t, s in mapping.items()}
     cols = [c for c in table.column_names if c in back or c not in mapping]
     return table.select(cols).rename_columns([back.get(c, c) for c in cols])

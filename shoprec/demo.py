@@ -1,0 +1,32 @@
+"""The demo: every stage that exists, end to end, on the embedded defaults (idempotent)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+
+from shoprec.config import Settings, get_settings
+
+console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
+
+
+def run_demo(scale: str | None = None, settings: Settings | None = None) -> None:
+    s = settings or get_settings()
+    scale = scale or s.scale
+    t0 = time.perf_counter()
+    console.rule(f"Shoprec demo — state in {s.root}")
+
+    from shoprec.simulate import simulate
+
+    console.print(f"[bold]1. simulate[/] the shop at scale '{scale}'")
+    sim = simulate(scale, seed=s.seed, settings=s, progress=True)
+    console.print(f"   {sim.summary()}")
+
+    from shoprec.importers.movielens import import_movielens
+
+    console.print("[bold]2. import[/] MovieLens-100K into dataset 'ml-100k'")
+    ml = import_movielens(settings=s)
+    console.print(f"   {ml.summary()}")
+
+    console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")
