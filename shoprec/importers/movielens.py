@@ -15,10 +15,9 @@ every rating is one interaction):
 Sources, first hit wins: (a) `source`, a directory of raw GroupLens files (`u.data`, `u.item`,
 `u.user`) or RecBole atomic files (`ml-100k.inter/.item/.user`); (b) the extracted copy cached under
 `<cache_dir>/movielens/ml-100k`; (c) a `recbole==1.2.1` wheel already on disk, in
-`<cache_dir>/wheels` or the per-user cache `$XDG_CACHE_HOME/shoprec/wheels` (`~/.cache/...`) that
-checkouts and test runs share; (d) GroupLens' ml-100k.zip (5 s timeout); (e) `pip download` of that
-wheel, whose `recbole/dataset_example/ml-100k/` holds the atomic files. Disk comes before network,
-and whatever is fetched is extracted into (b), so later imports stay offline.
+`<cache_dir>/wheels` (all under SHOPREC_HOME); (d) GroupLens' ml-100k.zip (5 s timeout);
+(e) `pip download` of that wheel, whose `recbole/dataset_example/ml-100k/` holds the atomic
+files. Disk comes before network; whatever is fetched is extracted into (b): later runs are offline.
 """
 
 from __future__ import annotations
@@ -182,11 +181,6 @@ def to_contract(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
 # ---------------------------------------------------------------- finding the files
 
 
-def shared_wheel_cache() -> Path:
-    """Per-user wheel cache shared by checkouts and test runs (never under SHOPREC_HOME)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "shoprec" / "wheels"
-
-
 def _resolve_source(settings: Settings) -> Path:
     cache = settings.cache_dir / "movielens" / "ml-100k"
     try:
@@ -211,10 +205,9 @@ def _resolve_source(settings: Settings) -> Path:
 
 
 def _find_wheel(settings: Settings) -> Path | None:
-    for d in (settings.cache_dir / "wheels", shared_wheel_cache()):
-        for whl in sorted(d.glob(RECBOLE_WHEEL_GLOB)):
-            if _wheel_ok(whl):
-                return whl
+    for whl in sorted((settings.cache_dir / "wheels").glob(RECBOLE_WHEEL_GLOB)):
+        if _wheel_ok(whl):
+            return whl
     return None
 
 
@@ -244,22 +237,7 @@ def _download_wheel(settings: Settings, tried: list[str]) -> Path:
         tried.append(f"{' '.join(cmd)}: {err or 'no usable wheel'}")
         raise SourceUnavailable("MovieLens-100K is not available; tried:\n  " + "\n  ".join(
             tried) + "\nPass --source <dir with u.data, u.item, u.user> to import a local copy.")
-    _share(wheel)
     return wheel
-
-
-def _share(wheel: Path) -> None:
-    """Best effort: later checkouts and test runs find the wheel without downloading."""
-    shared = shared_wheel_cache()
-    try:
-        if shared in wheel.parents or (shared / wheel.name).is_file():
-            return
-        shared.mkdir(parents=True, exist_ok=True)
-        tmp = shared / f".tmp-{uuid.uuid4().hex[:8]}-{wheel.name}"
-        shutil.copyfile(wheel, tmp)
-        os.replace(tmp, shared / wheel.name)
-    except OSError as e:
-        log.info("could not share %s in %s: %s", wheel.name, shared, e)
 
 
 def _extract(zf: zipfile.ZipFile, members: dict[str, str], cache: Path) -> Path:
