@@ -85,5 +85,16 @@ def info_cmd() -> None:
     typer.echo(f"lake = {s.lake()}")
 
 
+def main() -> None:
+    """Console entry point: input errors end in one clear red line and exit code 2, no traceback."""
+    from shoprec.contract import ContractError
+
+    try:
+        app()
+    except ContractError as e:
+        console.print(f"[red]error:[/] {e}")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()
