@@ -29,7 +29,8 @@ def main(scale: str = "large", repeats: int = 3) -> None:
             shutil.rmtree(home, ignore_errors=True)
         rows.append((i + 1, events, wall, events / wall, rss, size))
     best = min(rows, key=lambda r: r[2])
-    body = "| run | events | wall s | events/s | peak RSS MiB | Parquet MiB |\n|---|---|---|---|---|---|\n"
+    body = ("| run | events | wall s | events/s | peak RSS MiB | Parquet MiB |\n"
+            "|---|---|---|---|---|---|\n")
     body += "".join(f"| {r[0]} | {r[1]:,} | {r[2]:.1f} | {r[3]:,.0f} | {r[4]:.0f} | {r[5]:.0f} |\n"
                     for r in rows)
     body += (f"\nBest of {repeats}: {best[1]:,} events in {best[2]:.1f} s; worst peak RSS "
