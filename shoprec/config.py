@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ValidationSettings(BaseModel):
+    """Thresholds of the validation gate (SHOPREC_VALIDATION__<FIELD>)."""
+
+    min_timestamp: dt.datetime = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+    future_slack_minutes: int = 10  # clock skew tolerated before "in the future"
+    price_ceiling: float = 1_000_000.0
+    max_quantity: int = 10_000
+    max_unknown_item_rate: float = 0.001  # late-arriving catalogue rows
+    max_unknown_user_rate: float = 0.001
+    max_duplicate_rate: float = 0.01  # same user, item, type and timestamp under other ids
+    max_funnel_violation_rate: float = 0.02  # purchases without a prior view in the session
+    sample_size: int = 10
 
 
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
-    model_config = SettingsConfigDict(env_prefix="SHOPREC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SHOPREC_", env_nested_delimiter="__",
+                                      extra="ignore")
 
     home: Path = Field(default=Path(".shoprec"), description="Root of all runtime state.")
     dataset: str = Field(default="shop", description="Dataset namespace inside the lake.")
@@ -22,6 +38,8 @@ class Settings(BaseSettings):
     # object storage: a local directory by default, s3://bucket/prefix at scale
     storage_uri: str | None = None
     s3_endpoint_url: str | None = None
+
+    validation: ValidationSettings = ValidationSettings()
 
     @property
     def root(self) -> Path:
@@ -41,6 +59,11 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        """The Great Expectations Data Docs site (open index.html)."""
+        return self.reports_dir / "data_docs"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,122 @@
+"""Expectation suites in code, one per contract table, thresholds from settings.
+
+A suite holds structure expectations (columns, types, at least one row) and content ones (keys,
+domains, time range, references, rates). They run in one GX pass per table (a pass costs more
+than the SQL at batch size); when the structure fails, errors raised by content expectations
+on missing or retyped columns are consequences of the drift, not a broken validator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from shoprec import contract
+from shoprec.config import ValidationSettings
+
+# duckdb-engine reflects VARCHAR→String, DOUBLE→FLOAT, INTEGER→Integer, TIMESTAMPTZ→TIMESTAMP;
+# GX checks these SQLAlchemy class names. The exact DuckDB types are checked by a typeof() probe.
+_SA_TYPE = {"string": "String", "double": "Float", "int32": "Integer",
+            "timestamp[us, tz=UTC]": "TIMESTAMP"}
+_DUCK_TYPE = {"string": "VARCHAR", "double": "DOUBLE", "int32": "INTEGER",
+              "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE"}
+_TIME_COLUMN = {"events": "event_timestamp", "items": "created_at", "users": "signup_at"}
+
+
+STRUCTURE_RULES = {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between",
+                   "expect_column_values_to_be_of_type"}
+EXACT_TYPES = "exact column types of the data contract"
+
+
+def is_structure_rule(rule: str, description: str | None) -> bool:
+    return rule in STRUCTURE_RULES or description == EXACT_TYPES
+
+
+def table_suite(kind: str, v: ValidationSettings, now: dt.datetime) -> gx.ExpectationSuite:
+    suite = gx.ExpectationSuite(name=f"{kind}_suite")
+    add_structure(suite, kind)
+    add_content(suite, kind, v, now)
+    return suite
+
+
+def add_structure(suite: gx.ExpectationSuite, kind: str) -> None:
+    schema = contract.SCHEMAS[kind]
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=schema.names,
+                                                           exact_match=True))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
+    for f in schema:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeOfType(column=f.name,
+                                                               type_=_SA_TYPE[str(f.type)]))
+    probes = " OR ".join(f"{f.name} <> '{_DUCK_TYPE[str(f.type)]}'" for f in schema)
+    cols = ", ".join(f"typeof({f.name}) AS {f.name}" for f in schema)
+    suite.add_expectation(gxe.UnexpectedRowsExpectation(
+        description=EXACT_TYPES,
+        unexpected_rows_query=f"SELECT * FROM (SELECT {cols} FROM {{batch}} LIMIT 1) AS t "
+                              f"WHERE {probes}"))
+
+
+def add_content(suite: gx.ExpectationSuite, kind: str, v: ValidationSettings,
+                now: dt.datetime) -> None:
+    """Keys, value domains, time range, referential integrity, duplicate and funnel rates."""
+    schema = contract.SCHEMAS[kind]
+    key = contract.KEYS[kind]
+    latest = now + dt.timedelta(minutes=v.future_slack_minutes)
+    for f in schema:
+        if not f.nullable:
+            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+        column=_TIME_COLUMN[kind], min_value=v.min_timestamp, max_value=latest))
+    if "price" in schema.names:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+            column="price", min_value=0, max_value=v.price_ceiling))
+    if kind == "events":
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+            column="event_type", value_set=list(contract.EVENT_TYPES)))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+            column="quantity", min_value=1, max_value=v.max_quantity))
+        for ref, rate in (("item", v.max_unknown_item_rate), ("user", v.max_unknown_user_rate)):
+            suite.add_expectation(_unknown_reference(ref, rate, v.sample_size))
+        suite.add_expectation(gxe.UnexpectedRowsExpectation(
+            description=f"column event_id: duplicate rate (same user_id, item_id, event_type, "
+                        f"event_timestamp) at most {v.max_duplicate_rate:.2%}",
+            unexpected_rows_query=f"""
+                SELECT dups, n, dups / n AS rate, sample FROM (
+                    SELECT count(*) - count(DISTINCT (user_id, item_id, event_type,
+                           event_timestamp)) AS dups, count(*) AS n,
+                           (SELECT list(event_id)[1:{v.sample_size}] FROM (
+                              SELECT event_id, count(*) OVER (PARTITION BY user_id, item_id,
+                                     event_type, event_timestamp) AS c FROM {{batch}}) AS d
+                            WHERE c > 1) AS sample
+                    FROM {{batch}}) AS t
+                WHERE n > 0 AND dups / n > {v.max_duplicate_rate}"""))
+        suite.add_expectation(gxe.UnexpectedRowsExpectation(
+            description=f"column event_type: purchases without a prior view of the item in the "
+                        f"session at most {v.max_funnel_violation_rate:.2%}",
+            unexpected_rows_query=f"""
+                SELECT bad, n, bad / n AS rate, sample FROM (
+                    SELECT count(*) FILTER (WHERE v.item_id IS NULL) AS bad, count(*) AS n,
+                           list(p.event_id) FILTER (WHERE v.item_id IS NULL)[1:{v.sample_size}]
+                             AS sample
+                    FROM (SELECT * FROM {{batch}} WHERE event_type = 'purchase') AS p
+                    LEFT JOIN (SELECT session_id, item_id, min(event_timestamp) AS first_view
+                               FROM {{batch}} WHERE event_type = 'view' GROUP BY 1, 2) AS v
+                      ON v.session_id = p.session_id AND v.item_id = p.item_id
+                         AND v.first_view <= p.event_timestamp) AS t
+                WHERE n > 0 AND bad / n > {v.max_funnel_violation_rate}"""))
+
+
+def _unknown_reference(ref: str, rate: float, sample: int) -> gxe.UnexpectedRowsExpectation:
+    col = f"{ref}_id"
+    return gxe.UnexpectedRowsExpectation(
+        description=f"column {col}: ids missing from the known {ref}s at most {rate:.2%} "
+                    f"(late-arriving rows tolerated)",
+        unexpected_rows_query=f"""
+            SELECT unknown, n, unknown / n AS rate, sample FROM (
+                SELECT count(*) FILTER (WHERE k.{col} IS NULL) AS unknown, count(*) AS n,
+                       list(DISTINCT b.{col}) FILTER (WHERE k.{col} IS NULL)[1:{sample}] AS sample
+                FROM {{batch}} AS b LEFT JOIN known_{ref}s AS k ON k.{col} = b.{col}
+                WHERE b.{col} IS NOT NULL) AS t
+            WHERE n > 0 AND unknown / n > {rate}""")
