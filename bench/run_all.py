@@ -7,7 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_simulate  # noqa: E402
+from bench import bench_simulate, bench_validate  # noqa: E402
 
 if __name__ == "__main__":
     bench_simulate.main()
+    bench_validate.main()

@@ -25,6 +25,12 @@ def simulate_cmd(
     seed: int = typer.Option(None, help="Random seed; the same seed gives the same bytes."),
     dataset: str = typer.Option(None, help="Dataset namespace in the lake (default: shop)."),
     days: int = typer.Option(None, help="Override the number of simulated days."),
+    inject: list[str] = typer.Option(
+        [], "--inject", help="Break a batch with FAULT (repeatable): "
+        "null_keys, unknown_event_type, future_timestamps, negative_prices, duplicate_events, "
+        "unknown_items, schema_renamed, schema_missing, schema_extra, wrong_dtype, empty_batch, "
+        "corrupt_parquet."),
+    inject_day: int = typer.Option(None, help="Day index that gets the faults (default: last)."),
 ) -> None:
     """Simulate a shop and write day-partitioned batches into the landing zone."""
     from shoprec.simulate import simulate
@@ -32,7 +38,8 @@ def simulate_cmd(
     s = get_settings()
     t0 = time.perf_counter()
     report = simulate(scale or s.scale, seed=s.seed if seed is None else seed,
-                      dataset=dataset, days=days, settings=s, progress=True)
+                      dataset=dataset, days=days, settings=s, progress=True,
+                      inject=inject, inject_day=inject_day)
     console.print(f"[green]simulated[/] {report.summary()} in {time.perf_counter() - t0:.1f} s")
 
 
@@ -64,6 +71,47 @@ def import_file_cmd(
     report = import_file(path, kind=kind, mapping=parse_mapping(mapping), event_type=event_type,
                          dataset=dataset, batch_id=batch_id, settings=get_settings())
     console.print(f"[green]imported[/] {report.summary()}")
+
+
+@app.command("validate")
+def validate_cmd(
+    batch: list[str] = typer.Option([], "--batch", help="Batch id (repeatable; default: all "
+                                    "landing batches)."),
+    dataset: str = typer.Option(None, help="Dataset namespace in the lake (default: shop)."),
+) -> None:
+    """Validate landing batches with Great Expectations; bad ones go whole to quarantine/.
+
+    Exit code 0: all passed; 1: at least one batch quarantined; 3: the validator itself broke.
+    """
+    from shoprec.validation import ValidatorError, validate
+
+    s = get_settings()
+    t0 = time.perf_counter()
+    colour = {"validated": "green", "quarantined": "red", "unchanged": "dim"}
+
+    def show(r) -> None:
+        rows = sum(r.rows.values())
+        line = f"[{colour[r.status]}]{r.status:>11}[/] {r.batch_id}"
+        line += f"  {rows:,} rows {r.seconds:.2f} s" if r.status != "unchanged" else f"  {r.note}"
+        console.print(line)
+        for f in r.failures:
+            console.print(f"             [red]✗[/] {f.line()}")
+        if r.status == "quarantined":
+            console.print(f"             report: {r.path / '_validation'}")
+
+    try:
+        results = validate(batch or None, dataset=dataset, settings=s, on_batch=show)
+    except ValidatorError as e:
+        console.print(f"[red]validator broken (no batch was moved for it):[/] {e}")
+        raise typer.Exit(3) from None
+    n = {k: sum(r.status == k for r in results) for k in colour}
+    bad = n["quarantined"]
+    console.print(f"[{'red' if bad else 'green'}]validate[/] {n['validated']} validated, "
+                  f"{bad} quarantined, {n['unchanged']} unchanged in "
+                  f"{time.perf_counter() - t0:.1f} s → {s.lake(dataset)}"
+                  + (f"; Data Docs: {s.data_docs_dir / 'index.html'}" if bad else ""))
+    if bad:
+        raise typer.Exit(1)
 
 
 @app.command("demo")

@@ -22,6 +22,7 @@ class ValidationSettings(BaseModel):
     max_duplicate_rate: float = 0.01  # same user, item, type and timestamp under other ids
     max_funnel_violation_rate: float = 0.02  # purchases without a prior view in the session
     sample_size: int = 10
+    workers: int = 2  # processes that judge batches in parallel (1 = in-process)
 
 
 class Settings(BaseSettings):

@@ -31,12 +31,14 @@ class SimReport:
     days_written: int = 0
     days_skipped: int = 0
     rows: dict[str, int] = field(default_factory=lambda: {"events": 0, "items": 0, "users": 0})
+    faulty: list[str] = field(default_factory=list)  # batches written with injected faults
 
     def summary(self) -> str:
         r = self.rows
         return (f"{self.dataset} ({self.scale}): {r['events']:,} events, {r['items']:,} new items, "
                 f"{r['users']:,} new users in {self.days_written} day batches"
                 + (f" ({self.days_skipped} already landed, skipped)" if self.days_skipped else "")
+                + (f" (faults injected into {self.faulty})" if self.faulty else "")
                 + f" → {self.landing}")
 
 
@@ -109,21 +111,35 @@ def iter_days(scale: Scale, seed: int, start: dt.date = DEFAULT_START, days: int
 
 def simulate(scale: str = "small", *, seed: int = 42, dataset: str | None = None,
              days: int | None = None, start: dt.date = DEFAULT_START,
-             settings: Settings | None = None, progress: bool = False) -> SimReport:
+             settings: Settings | None = None, progress: bool = False,
+             inject: list[str] | None = None, inject_day: int | None = None) -> SimReport:
     """Simulate `scale` and land one batch per day. Days that already landed (in any zone) are
-    regenerated in memory to keep the user state right, but not written again."""
+    regenerated in memory to keep the user state right, but not written again.
+
+    `inject` breaks the batch of `inject_day` (default: the last day) with the named faults.
+    """
+    from shoprec.simulate.faults import check_faults, inject_files, inject_tables
+
+    inject = inject or []
+    check_faults(inject)
     settings = settings or get_settings()
     sc = get_scale(scale)
     dataset = dataset or settings.dataset
     report = SimReport(dataset=dataset, scale=sc.name, landing=settings.zone("landing", dataset))
     n_days = sc.days if days is None else min(days, sc.days)
+    fault_day = (n_days - 1 if inject_day is None else inject_day) if inject else -1
     stream = iter_days(sc, seed, start=start, days=n_days)
     with _progress(progress, n_days, f"simulating {sc.name}") as advance:
-        for batch_id, tables in stream:
+        for d, (batch_id, tables) in enumerate(stream):
             if find_batch(batch_id, dataset=dataset, settings=settings):
                 report.days_skipped += 1
             else:
-                write_batch(batch_id, tables, dataset=dataset, settings=settings)
+                if d == fault_day:
+                    tables = inject_tables(tables, inject)
+                path = write_batch(batch_id, tables, dataset=dataset, settings=settings)
+                if d == fault_day:
+                    inject_files(path, inject)
+                    report.faulty.append(batch_id)
                 report.days_written += 1
                 for k, t in tables.items():
                     report.rows[k] += t.num_rows

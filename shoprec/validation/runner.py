@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from shoprec.config import Settings, get_settings
 from shoprec.lake import TABLES, content_hash, find_batch, list_batches
 
+log = logging.getLogger(__name__)
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 
 
@@ -101,6 +103,9 @@ class GxSession:
         from shoprec.validation import gx_duckdb  # noqa: F401  (registers add_duckdb)
         from shoprec.validation.suites import table_suite
 
+        # DuckDB has no GX dialect module; the type checks use SQLAlchemy's class names on purpose
+        logging.getLogger("great_expectations.expectations.type_comparison").setLevel(
+            logging.ERROR)
         self.gx = gx
         self.settings = settings
         self.context = gx.get_context(mode="ephemeral")
@@ -127,7 +132,7 @@ class GxSession:
                 table_suite(kind, settings.validation, now))
         self._n = 0
 
-    def sql(self, statement: str) -> list[tuple]:
+    def sql(self, statement: str) -> list:
         from sqlalchemy import text
 
         with self.engine.get_connection() as conn:
@@ -135,6 +140,10 @@ class GxSession:
             rows = res.fetchall() if res.returns_rows else []
             conn.commit()
         return rows
+
+    def fetcher(self, view: str, limit: int = 5) -> Callable[[str], list]:
+        """Run an UnexpectedRowsExpectation query against `view` (to show what it found)."""
+        return lambda q: self.sql(f"SELECT * FROM ({q.replace('{batch}', view)}) LIMIT {limit}")
 
     def run(self, view: str, kind: str):
         """Validate one view against its table's suite (GX's ExpectationSuiteValidationResult)."""
@@ -165,7 +174,8 @@ def _exceptions(r) -> list[str]:
             if isinstance(v, dict) and v.get("raised_exception")]
 
 
-def _failures(table: str, result) -> tuple[list[Failure], list[str]]:
+def _failures(table: str, result, fetch: Callable[[str], list[tuple]] | None = None,
+              ) -> tuple[list[Failure], list[str]]:
     """Rule failures, and errors raised by expectations. Errors count as a broken validator only
     when the structure held (a missing column makes its expectations raise, by design)."""
     from shoprec.validation.suites import is_structure_rule
@@ -185,9 +195,13 @@ def _failures(table: str, result) -> tuple[list[Failure], list[str]]:
             desc = cfg.description or ""
             if desc.startswith("column "):
                 column = desc.split()[1].rstrip(":")
-            rows = (res.get("details") or {}).get("unexpected_rows") or []
-            detail = desc + (f"; found {rows[0]}" if rows else
-                             f"; {res.get('observed_value')} offending rows")
+            detail = desc + f"; {res.get('observed_value')} offending rows"
+            if fetch is not None:  # SUMMARY results carry no rows: ask once, on failure only
+                try:
+                    rows = fetch(cfg.kwargs["unexpected_rows_query"])
+                    detail = desc + f"; found {_describe_row(rows[0])}" if rows else detail
+                except Exception:  # the verdict stands without the extra detail
+                    pass
         elif cfg.type == "expect_table_columns_to_match_set":
             obs = set(res.get("observed_value") or [])
             want = set(cfg.kwargs.get("column_set") or [])
@@ -215,6 +229,15 @@ def _failures(table: str, result) -> tuple[list[Failure], list[str]]:
     return fails, broken
 
 
+def _describe_row(row) -> str:
+    m = dict(row._mapping)
+    if {"n", "rate"} <= m.keys():
+        first = next(iter(m))
+        return (f"{m[first]:,} of {m['n']:,} rows ({m['rate']:.2%}), e.g. "
+                f"{list(m.get('sample') or [])[:5]}")
+    return str(m)
+
+
 # ------------------------------------------------------------------------------ one batch
 
 
@@ -222,24 +245,47 @@ def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
     gxs.sql(f"CREATE OR REPLACE VIEW \"{view}\" AS SELECT * FROM read_parquet('{path}')")
 
 
-def _known_view(gxs: GxSession, ref: str, settings: Settings, dataset: str | None,
-                batch_dir: Path) -> None:
-    """Known ids = every validated batch's rows plus this batch's own."""
-    files = [str(p / f"{ref}.parquet") for p in list_batches("validated", dataset=dataset,
-                                                              settings=settings)
-             if (p / f"{ref}.parquet").exists()]
-    own = batch_dir / f"{ref}.parquet"
-    key = f"{ref[:-1]}_id"
+def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
+                    out: Path) -> Path:
+    """The catalogue an event may reference: (kind, id, batch) for every validated batch (batch
+    '' so it always counts) and every pending batch, so batch k+1 may use items that batch k
+    introduced while both wait in landing. Unreadable files are left to their batch's verdict."""
+    import duckdb
+
     parts = []
-    if files:
-        parts.append(f"SELECT {key} FROM read_parquet({files!r}, union_by_name=true)")
-    if own.exists():
-        parts.append(f"SELECT {key} FROM read_parquet('{own}')")
-    body = " UNION ALL ".join(parts) or f"SELECT NULL::VARCHAR AS {key} WHERE false"
-    gxs.sql(f"CREATE OR REPLACE VIEW known_{ref} AS {body}")
+    validated = list_batches("validated", dataset=dataset, settings=settings)
+    for kind, key in (("items", "item_id"), ("users", "user_id")):
+        for d in [*validated, *dirs]:
+            f = d / f"{kind}.parquet"
+            if not f.exists():
+                continue
+            tag = "" if d.parent.name == "validated" else d.name
+            parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, '{tag}' AS batch "
+                         f"FROM read_parquet('{f}')")
+    con = duckdb.connect()
+    try:
+        good = []
+        for q in parts:
+            try:
+                con.execute(f"DESCRIBE {q}")
+                good.append(q)
+            except duckdb.Error:
+                pass
+        body = " UNION ALL ".join(good) or \
+            "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS id, NULL::VARCHAR AS batch WHERE false"
+        con.execute(f"COPY ({body}) TO '{out}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return out
 
 
-def _judge(gxs: GxSession, batch_dir: Path, settings: Settings, dataset: str | None,
+def _known_views(gxs: GxSession, known: Path, batch_id: str) -> None:
+    for kind, key in (("items", "item_id"), ("users", "user_id")):
+        gxs.sql(f"CREATE OR REPLACE VIEW known_{kind} AS SELECT id AS {key} FROM "
+                f"read_parquet('{known}') WHERE kind = '{kind}' AND batch <= '{batch_id}'")
+
+
+def _judge(gxs: GxSession, batch_dir: Path, known: Path,
            ) -> tuple[list[Failure], dict[str, int], dict]:
     failures: list[Failure] = []
     rows: dict[str, int] = {}
@@ -251,8 +297,7 @@ def _judge(gxs: GxSession, batch_dir: Path, settings: Settings, dataset: str | N
                    if p.is_file() and p.name not in {f"{t}.parquet" for t in TABLES})
     if stray:
         failures.append(Failure("batch", "known_files_only", None, f"unexpected files {stray}"))
-    for ref in ("items", "users"):
-        _known_view(gxs, ref, settings, dataset, batch_dir)
+    _known_views(gxs, known, batch_dir.name)
     for kind in TABLES:
         f = batch_dir / f"{kind}.parquet"
         if not f.exists():
@@ -267,7 +312,7 @@ def _judge(gxs: GxSession, batch_dir: Path, settings: Settings, dataset: str | N
             continue
         res = gxs.run(view, kind)
         results[kind] = res.to_json_dict()
-        fails, broken = _failures(kind, res)
+        fails, broken = _failures(kind, res, gxs.fetcher(view))
         if broken:
             raise ValidatorError("; ".join(broken))
         failures += fails
@@ -297,49 +342,78 @@ def _write_report(dst: Path, result: BatchResult, gx_results: dict, docs: Path |
     os.rename(tmp, rep)
 
 
-def validate_batch(batch_dir: Path, gxs: GxSession, *, settings: Settings,
-                   dataset: str | None = None, ledger: dict[str, dict] | None = None,
-                   ) -> BatchResult:
-    t0 = time.perf_counter()
-    batch_id = batch_dir.name
-    h = content_hash(batch_dir)
-    ledger = _ledger(settings, dataset) if ledger is None else ledger
-    seen = ledger.get(h)
-    if seen is not None and seen["batch_id"] == batch_id:
-        # the same bytes under the same name were judged before: a redelivery, nothing to do
-        return BatchResult(batch_id, "unchanged", h, batch_dir,
-                           note=f"already {seen['status']} at {seen['at']}")
-    failures, rows, gx_results = _judge(gxs, batch_dir, settings, dataset)
+@dataclass
+class Verdict:
+    """What a worker found about one batch; the parent acts on it (moves, ledger, report)."""
+
+    batch_dir: Path
+    content_hash: str
+    failures: list[Failure]
+    rows: dict[str, int]
+    gx_results: dict
+    seconds: float
+    docs: Path | None = None
+
+
+def judge_batches(dirs: list[Path], settings: Settings, known: Path) -> list[Verdict]:
+    """Run the suites over `dirs` in one GX session. Pure: reads the batches, moves nothing."""
+    workdir = Path(tempfile.mkdtemp(prefix="shoprec-validate-"))
+    gxs = GxSession(settings, workdir)
+    out: list[Verdict] = []
+    try:
+        for d in dirs:
+            t0 = time.perf_counter()
+            h = content_hash(d)
+            failures, rows, gx_results = _judge(gxs, d, known)
+            out.append(Verdict(d, h, failures, rows, gx_results if failures else {},
+                               time.perf_counter() - t0))
+        if any(v.failures for v in out):
+            try:
+                docs = gxs.build_docs()
+                for v in out:
+                    v.docs = docs
+            except Exception as e:  # docs are a convenience; the verdict must not depend on it
+                log.warning("Data Docs not built: %s", e)
+    finally:
+        gxs.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def _apply(v: Verdict, settings: Settings, dataset: str | None,
+           ledger: dict[str, dict]) -> BatchResult:
+    """Move the batch whole to its zone, write the quarantine report, record the verdict."""
+    batch_id = v.batch_dir.name
+    failures = list(v.failures)
     clash = find_batch(batch_id, dataset=dataset, settings=settings)
-    if not failures and clash and clash[0] != "landing":
+    if clash and clash[0] != "landing" and not failures:
         failures.append(Failure("batch", "batch_id_unique", None,
                                 f"batch id already {clash[0]} with other content"))
     status = "quarantined" if failures else "validated"
-    result = BatchResult(batch_id, status, h, batch_dir, failures, rows)
-    dst = _move(batch_dir, settings.zone("quarantine" if failures else "validated", dataset),
-                batch_id)
-    result.path = dst
+    result = BatchResult(batch_id, status, v.content_hash, v.batch_dir, failures, v.rows,
+                         v.seconds)
+    zone = "quarantine" if failures else "validated"
+    result.path = _move(v.batch_dir, settings.zone(zone, dataset), batch_id)
     if failures:
-        docs = None
-        try:
-            docs = gxs.build_docs()
-        except Exception as e:  # docs are a convenience; the verdict and JSON must not depend on it
-            result.note = f"data docs not built: {e}"
-        _write_report(dst, result, gx_results, docs)
-    result.seconds = time.perf_counter() - t0
-    rec = {"batch_id": batch_id, "content_hash": h, "status": status, "path": str(dst),
-           "at": dt.datetime.now(dt.UTC).isoformat(), "reason": result.reason()}
+        _write_report(result.path, result, v.gx_results, v.docs)
+    rec = {"batch_id": batch_id, "content_hash": v.content_hash, "status": status,
+           "path": str(result.path), "at": dt.datetime.now(dt.UTC).isoformat(),
+           "reason": result.reason()}
     _append_ledger(settings, dataset, rec)
-    ledger[h] = rec
+    ledger[v.content_hash] = rec
     return result
 
 
 def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None,
-             settings: Settings | None = None,
+             settings: Settings | None = None, workers: int | None = None,
              on_batch: Callable[[BatchResult], None] | None = None) -> list[BatchResult]:
-    """Validate the named landing batches (default: all), oldest first, so a batch's catalogue
-    rows are known before later batches reference them."""
+    """Validate the named landing batches (default: all) and move each to its zone.
+
+    Judging runs in `workers` processes (settings.validation.workers; GX's per-batch overhead
+    is Python, so two cores halve it); moving and the ledger stay in this process, in batch order.
+    """
     settings = settings or get_settings()
+    note = on_batch or (lambda _r: None)
     if batches is None:
         dirs = list_batches("landing", dataset=dataset, settings=settings)
     else:
@@ -348,24 +422,45 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
             where = find_batch(b, dataset=dataset, settings=settings)
             if where is None:
                 raise FileNotFoundError(f"batch {b!r} not found in {settings.lake(dataset)}")
-            if where[0] != "landing":
-                if on_batch:
-                    on_batch(BatchResult(b, "unchanged", "", where[1], note=f"already {where[0]}"))
-                continue
-            dirs.append(where[1])
-    out: list[BatchResult] = []
-    if not dirs:
-        return out
+            if where[0] == "landing":
+                dirs.append(where[1])
+            else:
+                note(BatchResult(b, "unchanged", "", where[1], note=f"already {where[0]}"))
+    dirs = sorted(dirs, key=lambda p: p.name)
     ledger = _ledger(settings, dataset)
-    workdir = Path(tempfile.mkdtemp(prefix="shoprec-validate-"))
-    gxs = GxSession(settings, workdir)
-    try:
-        for d in sorted(dirs, key=lambda p: p.name):
-            r = validate_batch(d, gxs, settings=settings, dataset=dataset, ledger=ledger)
+    out: list[BatchResult] = []
+    todo = []
+    for d in dirs:
+        h = content_hash(d)
+        seen = ledger.get(h)
+        if seen is not None and seen["batch_id"] == d.name:
+            # the same bytes under the same name were judged before: a redelivery, no-op
+            r = BatchResult(d.name, "unchanged", h, d,
+                            note=f"already {seen['status']} at {seen['at']}")
             out.append(r)
-            if on_batch:
-                on_batch(r)
+            note(r)
+        else:
+            todo.append(d)
+    if not todo:
+        return out
+    n = max(1, min(workers or settings.validation.workers, len(todo)))
+    tmp = Path(tempfile.mkdtemp(prefix="shoprec-known-"))
+    try:
+        known = build_known_ids(todo, settings, dataset, tmp / "known.parquet")
+        chunks = [todo[i::n] for i in range(n)]
+        if n == 1:
+            verdicts = judge_batches(todo, settings, known)
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
+                futures = [pool.submit(judge_batches, c, settings, known) for c in chunks]
+                verdicts = [v for f in futures for v in f.result()]
     finally:
-        gxs.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    for v in sorted(verdicts, key=lambda v: v.batch_dir.name):
+        r = _apply(v, settings, dataset, ledger)
+        out.append(r)
+        note(r)
     return out
