@@ -78,6 +78,7 @@ def validate_cmd(
     batch: list[str] = typer.Option([], "--batch", help="Batch id (repeatable; default: all "
                                     "landing batches)."),
     dataset: str = typer.Option(None, help="Dataset namespace in the lake (default: shop)."),
+    force: bool = typer.Option(False, help="Judge again batches whose bytes were judged before."),
 ) -> None:
     """Validate landing batches with Great Expectations; bad ones go whole to quarantine/.
 
@@ -100,7 +101,8 @@ def validate_cmd(
             console.print(f"             report: {r.path / '_validation'}")
 
     try:
-        results = validate(batch or None, dataset=dataset, settings=s, on_batch=show)
+        results = validate(batch or None, dataset=dataset, settings=s, force=force,
+                           on_batch=show)
     except ValidatorError as e:
         console.print(f"[red]validator broken (no batch was moved for it):[/] {e}")
         raise typer.Exit(3) from None

@@ -29,4 +29,17 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
     ml = import_movielens(settings=s)
     console.print(f"   {ml.summary()}")
 
+    from shoprec.validation import validate
+
+    for dataset in (s.dataset, "ml-100k"):
+        console.print(f"[bold]3. validate[/] landing batches of '{dataset}' (Great Expectations)")
+        results = validate(dataset=dataset, settings=s)
+        n = {k: sum(r.status == k for r in results)
+             for k in ("validated", "quarantined", "unchanged")}
+        console.print(f"   {dataset}: {n['validated']} validated, {n['quarantined']} quarantined, "
+                      f"{n['unchanged']} unchanged → {s.lake(dataset)}")
+        if n["quarantined"]:
+            console.print(f"   [red]see {s.zone('quarantine', dataset)} and "
+                          f"{s.data_docs_dir / 'index.html'}[/]")
+
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from shoprec.config import Settings, reset_settings_cache
+
+ROOT = Path(__file__).resolve().parent.parent
+# Airflow reads its configuration at import: point it at a throwaway home before any test runs.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="shoprec-test-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 
 
 @pytest.fixture

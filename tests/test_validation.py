@@ -42,7 +42,7 @@ def _checksums(batch: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory):
-    """Two clean days, then one batch per fault (built from day 2's tables), validated in one run."""
+    """Two clean days, then one batch per fault (built from day 3's tables), in one run."""
     s = Settings(home=tmp_path_factory.mktemp("faults"))
     simulate("tiny", seed=11, days=3, settings=s)
     third = s.zone("landing") / "2026-01-07"

@@ -354,6 +354,17 @@ class Verdict:
     seconds: float
     docs: Path | None = None
 
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["batch_dir"], d["docs"] = str(self.batch_dir), self.docs and str(self.docs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Verdict:
+        return cls(**{**d, "batch_dir": Path(d["batch_dir"]),
+                      "docs": d["docs"] and Path(d["docs"]),
+                      "failures": [Failure(**f) for f in d["failures"]]})
+
 
 def judge_batches(dirs: list[Path], settings: Settings, known: Path) -> list[Verdict]:
     """Run the suites over `dirs` in one GX session. Pure: reads the batches, moves nothing."""
@@ -378,6 +389,35 @@ def judge_batches(dirs: list[Path], settings: Settings, known: Path) -> list[Ver
         gxs.close()
         shutil.rmtree(workdir, ignore_errors=True)
     return out
+
+
+def _judge_in_workers(chunks: list[list[Path]], settings: Settings, known: Path,
+                      tmp: Path) -> list[Verdict]:
+    """One `python -m shoprec.validation.worker` process per chunk, JSON in and out: no pickles,
+    and no dependence on how the calling process was started (CLI, pytest, an Airflow task)."""
+    import subprocess
+    import sys
+
+    procs = []
+    for i, chunk in enumerate(chunks):
+        req, res = tmp / f"request-{i}.json", tmp / f"result-{i}.json"
+        req.write_text(json.dumps({"settings": settings.model_dump(mode="json"),
+                                   "dirs": [str(d) for d in chunk], "known": str(known)}))
+        procs.append((subprocess.Popen([sys.executable, "-m", "shoprec.validation.worker",
+                                        str(req), str(res)], stderr=subprocess.PIPE, text=True),
+                      res))
+    verdicts, errors = [], []
+    for proc, res in procs:
+        _, err = proc.communicate()
+        if proc.returncode == 0:
+            verdicts += [Verdict.from_json(v) for v in json.loads(res.read_text())]
+        elif proc.returncode == 3 and res.exists():
+            errors.append(json.loads(res.read_text())["validator_error"])
+        else:
+            errors.append(f"validation worker exited {proc.returncode}: {err.strip()[-2000:]}")
+    if errors:
+        raise ValidatorError("; ".join(errors))
+    return verdicts
 
 
 def _apply(v: Verdict, settings: Settings, dataset: str | None,
@@ -406,11 +446,13 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
 
 def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None,
              settings: Settings | None = None, workers: int | None = None,
-             on_batch: Callable[[BatchResult], None] | None = None) -> list[BatchResult]:
+             force: bool = False, on_batch: Callable[[BatchResult], None] | None = None,
+             ) -> list[BatchResult]:
     """Validate the named landing batches (default: all) and move each to its zone.
 
     Judging runs in `workers` processes (settings.validation.workers; GX's per-batch overhead
     is Python, so two cores halve it); moving and the ledger stay in this process, in batch order.
+    `force` judges again batches whose bytes were judged before (after the rules changed).
     """
     settings = settings or get_settings()
     note = on_batch or (lambda _r: None)
@@ -433,7 +475,7 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
     for d in dirs:
         h = content_hash(d)
         seen = ledger.get(h)
-        if seen is not None and seen["batch_id"] == d.name:
+        if seen is not None and seen["batch_id"] == d.name and not force:
             # the same bytes under the same name were judged before: a redelivery, no-op
             r = BatchResult(d.name, "unchanged", h, d,
                             note=f"already {seen['status']} at {seen['at']}")
@@ -451,12 +493,7 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
         if n == 1:
             verdicts = judge_batches(todo, settings, known)
         else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(judge_batches, c, settings, known) for c in chunks]
-                verdicts = [v for f in futures for v in f.result()]
+            verdicts = _judge_in_workers(chunks, settings, known, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for v in sorted(verdicts, key=lambda v: v.batch_dir.name):

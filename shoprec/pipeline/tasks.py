@@ -1,0 +1,31 @@
+"""What each pipeline task does. DAG files only wire these together."""
+
+from __future__ import annotations
+
+from shoprec.config import Settings, get_settings
+
+
+class BatchesQuarantined(RuntimeError):
+    """Some landing batches failed validation; the clean ones were still moved to validated/."""
+
+
+def validate_task(dataset: str | None = None, batches: list[str] | None = None,
+                  settings: Settings | None = None) -> dict:
+    """Validate landing batches; raise (failing the task, stopping downstream) if any was
+    quarantined, after every clean batch of the run has moved on."""
+    from shoprec.validation import validate
+
+    s = settings or get_settings()
+    results = validate(batches or None, dataset=dataset, settings=s)
+    summary = {
+        "validated": [r.batch_id for r in results if r.status == "validated"],
+        "quarantined": {r.batch_id: r.reason() for r in results if r.status == "quarantined"},
+        "unchanged": [r.batch_id for r in results if r.status == "unchanged"],
+    }
+    if summary["quarantined"]:
+        lines = "\n".join(f"  {b}: {why}" for b, why in summary["quarantined"].items())
+        raise BatchesQuarantined(
+            f"{len(summary['quarantined'])} batch(es) quarantined under "
+            f"{s.zone('quarantine', dataset)} ({len(summary['validated'])} clean ones "
+            f"validated):\n{lines}")
+    return summary
