@@ -1,0 +1,89 @@
+{{ config(unique_key=['user_id', 'feature_date']) }}
+-- Per user per active day: activity counts over 1/7/30 days, recency, top category, spend.
+-- Windows are calendar windows ending on feature_date (7d = feature_date-6 .. feature_date).
+
+with events as (
+    select user_id, event_type, event_date, event_timestamp, price, quantity, category
+    from {{ ref('int_events_enriched') }}
+    where event_date >= {{ feature_start_day() }} - 30
+),
+
+daily as (
+    select
+        user_id,
+        event_date as feature_date,
+        count(*) filter (where event_type = 'view') as views,
+        count(*) filter (where event_type = 'click') as clicks,
+        count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
+        count(*) filter (where event_type = 'purchase') as purchases,
+        coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as spend,
+        coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as units,
+        max(event_timestamp) as last_event_at
+    from events
+    group by user_id, event_date
+),
+
+windowed as (
+    select
+        user_id,
+        feature_date,
+        views as views_1d,
+        sum(views) over w7 as views_7d,
+        sum(views) over w30 as views_30d,
+        clicks as clicks_1d,
+        sum(clicks) over w7 as clicks_7d,
+        sum(clicks) over w30 as clicks_30d,
+        add_to_carts as add_to_carts_1d,
+        sum(add_to_carts) over w7 as add_to_carts_7d,
+        sum(add_to_carts) over w30 as add_to_carts_30d,
+        purchases as purchases_1d,
+        sum(purchases) over w7 as purchases_7d,
+        sum(purchases) over w30 as purchases_30d,
+        sum(spend) over w30 as spend_30d,
+        sum(spend) over w30 / nullif(sum(units) over w30, 0) as mean_price_paid_30d,
+        feature_date - lag(feature_date) over (partition by user_id order by feature_date)
+            as days_since_prev_active,
+        last_event_at
+    from daily
+    window
+        w7 as (partition by user_id order by feature_date
+               range between interval 6 days preceding and current row),
+        w30 as (partition by user_id order by feature_date
+                range between interval 29 days preceding and current row)
+),
+
+category_daily as (
+    select user_id, event_date, category, count(*) as n
+    from events
+    group by user_id, event_date, category
+),
+
+top_category as (
+    select user_id, feature_date, category as top_category_30d,
+           n_30d / total_30d as top_category_share_30d
+    from (
+        select
+            d.user_id,
+            d.feature_date,
+            c.category,
+            sum(c.n) as n_30d,
+            sum(sum(c.n)) over (partition by d.user_id, d.feature_date) as total_30d,
+            row_number() over (partition by d.user_id, d.feature_date
+                               order by sum(c.n) desc, c.category) as rank
+        from daily as d
+        join category_daily as c
+          on c.user_id = d.user_id
+         and c.event_date between d.feature_date - 29 and d.feature_date
+        group by d.user_id, d.feature_date, c.category
+    )
+    where rank = 1
+)
+
+select
+    w.*,
+    t.top_category_30d,
+    t.top_category_share_30d,
+    {{ available_at('w.feature_date') }} as event_timestamp
+from windowed as w
+join top_category as t using (user_id, feature_date)
+where w.feature_date >= {{ feature_start_day() }}

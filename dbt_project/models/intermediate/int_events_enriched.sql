@@ -1,0 +1,31 @@
+{{ config(materialized='incremental', incremental_strategy='append') }}
+-- Events with their item's category/brand, built once so every downstream model reads a table
+-- instead of re-running staging's dedup window. Incremental by batch: a run appends only the
+-- batches it has not seen.
+
+with events as (
+    select * from {{ ref('stg_shop__events') }}
+    {% if is_incremental() %}
+    where batch_id not in (select distinct batch_id from {{ this }})
+    {% endif %}
+),
+
+items as (
+    select item_id, category, brand from {{ ref('stg_shop__items') }}
+)
+
+select
+    e.event_id,
+    e.user_id,
+    e.item_id,
+    e.event_type,
+    e.event_timestamp,
+    e.event_date,
+    e.session_id,
+    e.price,
+    e.quantity,
+    coalesce(i.category, 'unknown') as category,
+    coalesce(i.brand, 'unknown') as brand,
+    e.batch_id
+from events as e
+left join items as i using (item_id)
