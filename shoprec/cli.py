@@ -116,6 +116,28 @@ def validate_cmd(
         raise typer.Exit(1)
 
 
+@app.command("transform")
+def transform_cmd(
+    dataset: str = typer.Option(None, help="Dataset namespace (default: shop)."),
+    full_refresh: bool = typer.Option(False, help="Rebuild incremental models from scratch."),
+    select: str = typer.Option(None, help="dbt selection, e.g. 'marts' or '+feat_user_daily'."),
+    docs: bool = typer.Option(False, help="Also run `dbt docs generate`."),
+) -> None:
+    """dbt build (staging → marts → features, with tests) and publish the analysts' snapshot."""
+    from shoprec.transform import transform
+    from shoprec.transform.runner import DbtError, generate_docs
+
+    s = get_settings()
+    try:
+        report = transform(settings=s, dataset=dataset, full_refresh=full_refresh, select=select)
+        console.print(f"[green]transform[/] {report.summary()}")
+        if docs:
+            console.print(f"[green]docs[/] {generate_docs(settings=s, dataset=dataset)}")
+    except DbtError as e:
+        console.print(f"[red]transform failed:[/] {e}")
+        raise typer.Exit(1) from None
+
+
 @app.command("demo")
 def demo_cmd(
     scale: str = typer.Option(None, help="Simulator scale (default: SHOPREC_SCALE or small)."),

@@ -29,3 +29,13 @@ def validate_task(dataset: str | None = None, batches: list[str] | None = None,
             f"{s.zone('quarantine', dataset)} ({len(summary['validated'])} clean ones "
             f"validated):\n{lines}")
     return summary
+
+
+def transform_task(dataset: str | None = None, full_refresh: bool = False,
+                   settings: Settings | None = None) -> dict:
+    """dbt build on the validated zone, then publish the analysts' snapshot."""
+    from shoprec.transform import transform
+
+    report = transform(settings=settings, dataset=dataset, full_refresh=full_refresh)
+    return {"warehouse": str(report.warehouse), "snapshot": str(report.snapshot),
+            "counts": report.counts, "seconds": round(report.seconds, 1)}
