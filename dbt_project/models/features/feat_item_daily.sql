@@ -46,7 +46,8 @@ select
     i.category,
     i.brand,
     w.feature_date - cast(i.created_at as date) as age_days,
-    {{ available_at('w.feature_date') }} as event_timestamp
+    {{ available_at('w.feature_date') }} as event_timestamp,
+    {{ build_audit_columns() }}
 from windowed as w
 left join {{ ref('stg_shop__items') }} as i using (item_id)
 where w.feature_date >= {{ feature_start_day() }}

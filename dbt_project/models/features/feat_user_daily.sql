@@ -16,7 +16,7 @@ daily as (
         count(*) filter (where event_type = 'click') as clicks,
         count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
         count(*) filter (where event_type = 'purchase') as purchases,
-        coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as spend,
+        coalesce(sum({{ money('price * quantity') }}) filter (where event_type = 'purchase'), 0) as spend,
         coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as units,
         max(event_timestamp) as last_event_at
     from events
@@ -39,8 +39,9 @@ windowed as (
         purchases as purchases_1d,
         sum(purchases) over w7 as purchases_7d,
         sum(purchases) over w30 as purchases_30d,
-        sum(spend) over w30 as spend_30d,
-        sum(spend) over w30 / nullif(sum(units) over w30, 0) as mean_price_paid_30d,
+        cast(sum(spend) over w30 as double) as spend_30d,
+        cast(round(sum(spend) over w30 / nullif(sum(units) over w30, 0), 4) as double)
+            as mean_price_paid_30d,
         feature_date - lag(feature_date) over (partition by user_id order by feature_date)
             as days_since_prev_active,
         last_event_at
@@ -83,7 +84,8 @@ select
     w.*,
     t.top_category_30d,
     t.top_category_share_30d,
-    {{ available_at('w.feature_date') }} as event_timestamp
+    {{ available_at('w.feature_date') }} as event_timestamp,
+    {{ build_audit_columns() }}
 from windowed as w
 join top_category as t using (user_id, feature_date)
 where w.feature_date >= {{ feature_start_day() }}

@@ -21,28 +21,37 @@ events as (
     {% endif %}
 ),
 
-sequenced as (
+ranked as (
     select
-        user_id,
-        event_date,
-        event_timestamp,
-        list(item_id) over w as recent_item_ids,
-        list(event_type) over w as recent_event_types,
-        row_number() over (partition by user_id, event_date
-                           order by event_timestamp desc, event_id desc) as from_day_end
+        *,
+        row_number() over (partition by user_id order by event_timestamp, event_id) as rn
     from events
-    window w as (partition by user_id order by event_timestamp, event_id
-                 rows between {{ n - 1 }} preceding and current row)
+),
+
+day_end as (
+    select user_id, event_date, max(rn) as rn_end, max(event_timestamp) as last_event_at
+    from ranked
+    where event_date >= {{ feature_start_day() }}
+    group by user_id, event_date
+),
+
+-- the positions of the last N events at each day's end: an equi-join on (user, position) is
+-- far cheaper than a framed list() window over every event
+wanted as (
+    select user_id, event_date, last_event_at,
+           unnest(range(greatest(rn_end - {{ n }} + 1, 1), rn_end + 1)) as rn
+    from day_end
 )
 
 select
-    user_id,
-    event_date as feature_date,
-    recent_item_ids,
-    recent_event_types,
-    len(recent_item_ids) as sequence_length,
-    event_timestamp as last_event_at,
-    {{ available_at('event_date') }} as event_timestamp
-from sequenced
-where from_day_end = 1
-  and event_date >= {{ feature_start_day() }}
+    w.user_id,
+    w.event_date as feature_date,
+    list(r.item_id order by r.rn) as recent_item_ids,
+    list(r.event_type order by r.rn) as recent_event_types,
+    count(*) as sequence_length,
+    w.last_event_at,
+    {{ available_at('w.event_date') }} as event_timestamp,
+    {{ build_audit_columns() }}
+from wanted as w
+join ranked as r using (user_id, rn)
+group by w.user_id, w.event_date, w.last_event_at

@@ -26,6 +26,7 @@ select
     e.quantity,
     coalesce(i.category, 'unknown') as category,
     coalesce(i.brand, 'unknown') as brand,
-    e.batch_id
+    e.batch_id,
+    cast('{{ run_started_at }}' as timestamptz) as loaded_at  -- drives the features' increments
 from events as e
 left join items as i using (item_id)

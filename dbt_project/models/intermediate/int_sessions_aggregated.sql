@@ -11,7 +11,7 @@ select
     count(*) filter (where event_type = 'click') as n_clicks,
     count(*) filter (where event_type = 'add_to_cart') as n_add_to_carts,
     count(*) filter (where event_type = 'purchase') as n_purchases,
-    coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as revenue,
+    coalesce(sum({{ money('price * quantity') }}) filter (where event_type = 'purchase'), 0) as revenue,
     count(*) filter (where event_type = 'purchase') > 0 as converted
 from {{ ref('int_events_enriched') }}
 group by session_id

@@ -5,7 +5,7 @@ with activity as (
         user_id,
         count(distinct session_id) as lifetime_sessions,
         count(*) filter (where event_type = 'purchase') as lifetime_purchases,
-        coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0)
+        coalesce(sum({{ money('price * quantity') }}) filter (where event_type = 'purchase'), 0)
             as lifetime_revenue,
         min(event_timestamp) as first_event_at,
         max(event_timestamp) as last_event_at

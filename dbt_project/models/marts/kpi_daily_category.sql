@@ -7,7 +7,7 @@ with daily as (
         count(*) filter (where event_type = 'click') as clicks,
         count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
         count(*) filter (where event_type = 'purchase') as purchases,
-        coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as revenue,
+        coalesce(sum({{ money('price * quantity') }}) filter (where event_type = 'purchase'), 0) as revenue,
         count(distinct user_id) as active_users
     from {{ ref('int_events_enriched') }}
     group by event_date, category
