@@ -42,4 +42,13 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
             console.print(f"   [red]see {s.zone('quarantine', dataset)} and "
                           f"{s.data_docs_dir / 'index.html'}[/]")
 
+    from shoprec.transform import transform
+    from shoprec.transform.runner import generate_docs
+
+    for dataset in (s.dataset, "ml-100k"):
+        console.print(f"[bold]4. transform[/] '{dataset}' with dbt (staging → marts → features)")
+        report = transform(settings=s, dataset=dataset)
+        console.print(f"   {report.summary()}")
+    console.print(f"   dbt docs: {generate_docs(settings=s)}")
+
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")
