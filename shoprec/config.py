@@ -25,6 +25,15 @@ class ValidationSettings(BaseModel):
     workers: int = 2  # processes that judge batches in parallel (1 = in-process)
 
 
+class FeastSettings(BaseModel):
+    """Feature store (SHOPREC_FEAST__<FIELD>): SQLite online store by default, Redis at scale."""
+
+    online_store: str = "sqlite"  # sqlite | redis
+    redis_connection: str = "127.0.0.1:6379"  # Feast's connection_string (host:port[,opts])
+    project: str | None = None  # default: shoprec_<dataset>
+    sequence_length: int = 20  # live sequence kept online (matches dbt's recent_sequence_length)
+
+
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
@@ -41,6 +50,7 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
 
     validation: ValidationSettings = ValidationSettings()
+    feast: FeastSettings = FeastSettings()
 
     @property
     def root(self) -> Path:

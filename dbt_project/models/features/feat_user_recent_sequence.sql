@@ -48,6 +48,7 @@ select
     w.event_date as feature_date,
     list(r.item_id order by r.rn) as recent_item_ids,
     list(r.event_type order by r.rn) as recent_event_types,
+    list(epoch_us(r.event_timestamp) order by r.rn) as recent_event_times_us,
     count(*) as sequence_length,
     w.last_event_at,
     {{ available_at('w.event_date') }} as event_timestamp,

@@ -1,0 +1,69 @@
+"""Feature views over dbt's feature tables, and the stream view fed by live pushes.
+
+TTLs: daily aggregates go stale after their longest window (30 days); a user's sequence stays
+meaningful for 90 days of inactivity.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from feast import FeatureView, Field, FileSource, PushSource
+from feast.stream_feature_view import StreamFeatureView
+from feast.types import Array, Float64, Int64, String, UnixTimestamp
+
+from entities import item, user  # type: ignore[import-not-found]  (feature_repo is on sys.path)
+
+
+def user_daily(source: FileSource) -> FeatureView:
+    counts = [f"{t}_{w}" for t in ("views", "clicks", "add_to_carts", "purchases")
+              for w in ("1d", "7d", "30d")]
+    return FeatureView(
+        name="user_daily", entities=[user], ttl=timedelta(days=30), source=source, online=True,
+        schema=[*(Field(name=c, dtype=Int64) for c in counts),
+                Field(name="spend_30d", dtype=Float64),
+                Field(name="mean_price_paid_30d", dtype=Float64),
+                Field(name="days_since_prev_active", dtype=Int64),
+                Field(name="top_category_30d", dtype=String),
+                Field(name="top_category_share_30d", dtype=Float64),
+                Field(name="last_event_at", dtype=UnixTimestamp)],
+        description="User activity per day (dbt features.feat_user_daily).",
+    )
+
+
+def item_daily(source: FileSource) -> FeatureView:
+    return FeatureView(
+        name="item_daily", entities=[item], ttl=timedelta(days=30), source=source, online=True,
+        schema=[*(Field(name=f"{t}_{w}", dtype=Int64) for t in ("views", "purchases")
+                  for w in ("1d", "7d", "30d")),
+                Field(name="ctr_30d", dtype=Float64),
+                Field(name="add_to_cart_rate_30d", dtype=Float64),
+                Field(name="conversion_30d", dtype=Float64),
+                Field(name="price", dtype=Float64),
+                Field(name="category", dtype=String),
+                Field(name="brand", dtype=String),
+                Field(name="age_days", dtype=Int64)],
+        description="Item popularity and conversion per day (dbt features.feat_item_daily).",
+    )
+
+
+SEQUENCE_FIELDS = [Field(name="recent_item_ids", dtype=Array(String)),
+                   Field(name="recent_event_types", dtype=Array(String)),
+                   Field(name="recent_event_times_us", dtype=Array(Int64)),
+                   Field(name="sequence_length", dtype=Int64)]
+
+
+def user_sequence(source: FileSource) -> FeatureView:
+    return FeatureView(
+        name="user_sequence", entities=[user], ttl=timedelta(days=90), source=source,
+        online=True, schema=SEQUENCE_FIELDS,
+        description="The last N interactions at the end of each day (dbt, for training sets).",
+    )
+
+
+def user_live_sequence(push: PushSource) -> StreamFeatureView:
+    return StreamFeatureView(
+        name="user_live_sequence", entities=[user], ttl=timedelta(days=90), source=push,
+        online=True, schema=SEQUENCE_FIELDS, timestamp_field="event_timestamp",
+        description="The last N interactions up to the latest pushed event (real-time).",
+    )
