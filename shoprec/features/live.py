@@ -27,6 +27,8 @@ class LiveSequences:
         self.dataset = dataset or self.settings.dataset
         self.n = self.settings.feast.sequence_length
         self._thread_locks = [threading.Lock() for _ in range(STRIPES)]
+        self._clock = threading.Lock()
+        self._last_row_us = 0
         self._redis = None
         if self.settings.feast.online_store == "redis":
             import redis
@@ -73,7 +75,14 @@ class LiveSequences:
             seq.append((t_us, item_id, event_type))
             seq.sort(key=lambda e: e[0])  # stable: equal times keep arrival order
             seq = seq[-self.n:]
-            latest = dt.datetime.fromtimestamp(seq[-1][0] / 1_000_000, dt.UTC)
+            # The row's timestamp must grow with every write: Redis' online store drops a write
+            # that is not newer than the stored one (an out-of-order event does not move the
+            # sequence's newest time). Row time = max(now, newest event), strictly increasing.
+            with self._clock:
+                row_us = max(int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000), seq[-1][0],
+                             self._last_row_us + 1)
+                self._last_row_us = row_us
+            latest = dt.datetime.fromtimestamp(row_us / 1_000_000, dt.UTC)
             df = pd.DataFrame({
                 "user_id": [user_id],
                 "recent_event_times_us": [[e[0] for e in seq]],
