@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from entities import item, user  # type: ignore[import-not-found]  (feature_repo is on sys.path)
 from feast import FeatureView, Field, FileSource, PushSource
 from feast.stream_feature_view import StreamFeatureView
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
-
-from entities import item, user  # type: ignore[import-not-found]  (feature_repo is on sys.path)
 
 
 def user_daily(source: FileSource) -> FeatureView:

@@ -138,6 +138,67 @@ def transform_cmd(
         raise typer.Exit(1) from None
 
 
+features_app = typer.Typer(help="Feast feature store: apply, materialize, look up, push.",
+                            no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("apply")
+def features_apply_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) -> None:
+    """Register entities, sources, feature views and services in the Feast registry."""
+    from shoprec.features.materialize import apply
+
+    s = get_settings()
+    store = apply(settings=s, dataset=dataset)
+    views = [v.name for v in [*store.list_feature_views(), *store.list_stream_feature_views()]]
+    services = [f.name for f in store.list_feature_services()]
+    console.print(f"[green]applied[/] project {store.project}: views {views}, "
+                  f"services {services} ({s.feast.online_store} online store)")
+
+
+@features_app.command("materialize")
+def features_materialize_cmd(
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Export dbt's feature tables and load what is new into the online store."""
+    from shoprec.features.materialize import materialize
+
+    report = materialize(settings=get_settings(), dataset=dataset)
+    console.print(f"[green]materialize[/] {report.summary()}")
+
+
+@features_app.command("get")
+def features_get_cmd(
+    user_id: list[str] = typer.Argument(..., help="User ids."),
+    service: str = typer.Option("recommender_v1", help="Feature service."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Online lookup through a feature service (prints JSON)."""
+    import json
+
+    from shoprec.features.store import get_store
+
+    store = get_store(get_settings(), dataset)
+    d = store.get_online_features(features=store.get_feature_service(service),
+                                  entity_rows=[{"user_id": u} for u in user_id]).to_dict()
+    typer.echo(json.dumps(d, default=str, indent=1))
+
+
+@features_app.command("push")
+def features_push_cmd(
+    user_id: str, item_id: str,
+    event_type: str = typer.Option("view", help="view, click, add_to_cart or purchase."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Push one live event; prints the user's new online sequence."""
+    from shoprec.features.live import LiveSequences
+    from shoprec.features.store import get_store
+
+    s = get_settings()
+    seq = LiveSequences(get_store(s, dataset), s, dataset).push(user_id, item_id, event_type)
+    typer.echo(" → ".join(f"{i}:{t}" for _, i, t in seq))
+
+
 @app.command("demo")
 def demo_cmd(
     scale: str = typer.Option(None, help="Simulator scale (default: SHOPREC_SCALE or small)."),

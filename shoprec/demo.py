@@ -51,4 +51,10 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
         console.print(f"   {report.summary()}")
     console.print(f"   dbt docs: {generate_docs(settings=s)}")
 
+    from shoprec.features.materialize import materialize
+
+    console.print(f"[bold]5. features[/] Feast apply + materialize ('{s.dataset}', "
+                  f"{s.feast.online_store} online store)")
+    console.print(f"   {materialize(settings=s).summary()}")
+
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")

@@ -18,7 +18,8 @@ def _commands(args: list[str]) -> set[str]:
 
 
 def test_help_lists_every_subcommand():
-    assert {"data", "demo", "info"} <= _commands([])
+    assert {"data", "validate", "transform", "features", "demo", "info"} <= _commands([])
+    assert {"apply", "materialize", "get", "push"} <= _commands(["features"])
     assert {"simulate", "import"} <= _commands(["data"])
     assert {"movielens", "file"} <= _commands(["data", "import"])
 

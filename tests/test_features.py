@@ -118,7 +118,8 @@ def test_training_set_never_holds_a_value_from_the_future(fs):
     entity_df = pd.concat([
         pd.DataFrame({"user_id": users[:150], "event_timestamp": times[:150]}),
         exact[["user_id", "event_timestamp"]]], ignore_index=True)
-    entity_df["event_timestamp"] = pd.to_datetime(entity_df.event_timestamp, utc=True).dt.floor("us")
+    entity_df["event_timestamp"] = pd.to_datetime(entity_df.event_timestamp,
+                                                 utc=True).dt.floor("us")
     got = store.get_historical_features(
         entity_df=entity_df, features=[f"user_daily:{f}" for f in USER_FEATURES]).to_df()
     ref = _reference(off, entity_df, store.get_feature_view("user_daily").ttl)

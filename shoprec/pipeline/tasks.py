@@ -39,3 +39,12 @@ def transform_task(dataset: str | None = None, full_refresh: bool = False,
     report = transform(settings=settings, dataset=dataset, full_refresh=full_refresh)
     return {"warehouse": str(report.warehouse), "snapshot": str(report.snapshot),
             "counts": report.counts, "seconds": round(report.seconds, 1)}
+
+
+def materialize_task(dataset: str | None = None, settings: Settings | None = None) -> dict:
+    """Feast apply + incremental materialize of what dbt just built."""
+    from shoprec.features.materialize import materialize
+
+    r = materialize(settings=settings, dataset=dataset)
+    return {"exported": r.exported, "seconds": round(r.seconds, 1),
+            "windows": {k: v and [str(v[0]), str(v[1])] for k, v in r.windows.items()}}
