@@ -54,13 +54,28 @@ def test_bad_batch_fails_the_run_and_clean_batches_still_get_through(dagbag, sho
     state, tasks = _run(dagbag)
     assert state == "failed"
     assert tasks["validate_landing"] == "failed"
+    assert tasks["dbt_build"] == "upstream_failed"
+    assert tasks["feast_materialize"] == "upstream_failed"
+    assert not (shoprec_home / "warehouse").exists()
     assert [b.name for b in list_batches("validated", settings=s)] == ["2026-01-05", "2026-01-07"]
     assert [b.name for b in list_batches("quarantine", settings=s)] == ["2026-01-06"]
 
 
-def test_clean_run_succeeds(dagbag, shoprec_home):
+def test_clean_run_goes_through_dbt_and_feast(dagbag, shoprec_home):
+    import duckdb
+
+    from shoprec.features.store import get_store
+
     s = Settings(home=shoprec_home)
-    simulate("tiny", seed=5, days=2, settings=s)
+    simulate("tiny", seed=5, days=4, settings=s)
     state, tasks = _run(dagbag)
-    assert (state, tasks["validate_landing"]) == ("success", "success")
-    assert len(list_batches("validated", settings=s)) == 2
+    assert state == "success", tasks
+    assert set(tasks.values()) == {"success"}
+    assert len(list_batches("validated", settings=s)) == 4
+    with duckdb.connect(str(shoprec_home / "warehouse" / "shop-analytics.duckdb"),
+                        read_only=True) as con:
+        assert con.execute("select count(*) from features.feat_user_daily").fetchone()[0] > 100
+    store = get_store(s)
+    online = store.get_online_features(features=["user_daily:views_7d"],
+                                       entity_rows=[{"user_id": "u0"}, {"user_id": "u5"}])
+    assert any(v is not None for v in online.to_dict()["views_7d"])
