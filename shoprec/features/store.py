@@ -7,11 +7,17 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from shoprec.config import Settings, get_settings
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
+
+# Known, understood noise: the push-fed StreamFeatureView is labelled alpha by Feast, and ibis
+# (under Feast's DuckDB offline store) calls a DuckDB method DuckDB 2.0 deprecates.
+warnings.filterwarnings("ignore", message="Stream feature views are experimental")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
 
 
 def features_dir(settings: Settings, dataset: str) -> Path:
