@@ -1,9 +1,10 @@
 """
 ### Shoprec pipeline
 
-Landing batches → **validate** (Great Expectations on DuckDB) → **dbt build** (staging → marts →
-feature tables, with tests; then the analysts' snapshot) → **Feast** apply + materialize →
-(training and promotion join as they land).
+Landing batches → **validate** (Great Expectations on DuckDB) → **dbt** (task group `dbt`:
+one task per model, staging → intermediate → marts / feature tables, each followed by its tests)
+→ **publish_snapshot** (the analysts' copy, only once every model and test passed) → **Feast**
+apply + materialize → (training and promotion join as they land).
 
 - A bad batch is moved whole to `quarantine/<batch>/` with its GX result, Data Docs and reason;
   the task then fails, so nothing downstream runs on this run. Clean batches of the same run
@@ -12,6 +13,8 @@ feature tables, with tests; then the analysts' snapshot) → **Feast** apply + m
 - Each stage updates an asset (`shoprec-validated`, `shoprec-warehouse`, `shoprec-online-features`)
   for data-aware downstream DAGs (retraining).
 - `full_refresh` rebuilds dbt's incremental models from scratch.
+- One task at a time (`max_active_tasks=1`): every dbt task writes the same DuckDB file, and
+  DuckDB allows one writing process per file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Asset, Param, dag, task
+
+from shoprec.pipeline.dbt_cosmos import dbt_task_group
 
 VALIDATED = Asset("shoprec-validated", uri="file:///shoprec/lake/validated")
 WAREHOUSE = Asset("shoprec-warehouse", uri="file:///shoprec/warehouse")
@@ -32,6 +37,7 @@ ONLINE_FEATURES = Asset("shoprec-online-features", uri="file:///shoprec/feast/on
     catchup=False,
     doc_md=__doc__,
     tags=["shoprec"],
+    max_active_tasks=1,
     params={
         "dataset": Param("shop", type="string", description="Dataset namespace in the lake."),
         "batches": Param([], type="array", description="Landing batch ids; empty = all."),
@@ -49,12 +55,13 @@ def shoprec_pipeline():
         return validate_task(dataset=p.get("dataset"), batches=p.get("batches") or None)
 
     @task(outlets=[WAREHOUSE], retries=0)
-    def dbt_build(params: dict | None = None) -> dict:
-        """dbt build on the validated zone; publishes the analysts' snapshot when all passed."""
-        from shoprec.pipeline.tasks import transform_task
+    def publish_snapshot(params: dict | None = None) -> str:
+        """Swap the analysts' snapshot to the warehouse dbt just built and tested."""
+        from shoprec.config import get_settings
+        from shoprec.transform.publish import publish_snapshot as publish
 
-        p = params or {}
-        return transform_task(dataset=p.get("dataset"), full_refresh=bool(p.get("full_refresh")))
+        s = get_settings()
+        return str(publish(s, (params or {}).get("dataset") or s.dataset))
 
     @task(outlets=[ONLINE_FEATURES], retries=1)
     def feast_materialize(params: dict | None = None) -> dict:
@@ -63,7 +70,8 @@ def shoprec_pipeline():
 
         return materialize_task(dataset=(params or {}).get("dataset"))
 
-    validate_landing() >> dbt_build() >> feast_materialize()
+    dbt_models = dbt_task_group("dbt", default_args={"retries": 0})
+    validate_landing() >> dbt_models >> publish_snapshot() >> feast_materialize()
 
 
 shoprec_pipeline()

@@ -1,0 +1,116 @@
+"""The dbt project as Airflow tasks (astronomer-cosmos): one task per model, its tests right after.
+
+Rendering reads dbt's own manifest, so the graph (refs, data tests, tests spanning two models) is
+exactly dbt's. The manifest comes from `dbt parse` in a subprocess (dbt never enters the process
+that parses DAG files), run once per version of the project and cached under
+`SHOPREC_HOME/cache/dbt-manifest/`: a fresh checkout pays ~4 s on its first parse, later parses
+only hash the project's files. Nothing is written into `dbt_project/`.
+
+At run time each task invokes dbtRunner in the worker's process on a throwaway copy of the project
+(cosmos' ExecutionMode.LOCAL), so dbt's target/ and logs/ never land in the repository either.
+`SHOPREC_HOME` (absolute, resolved in the worker) and `SHOPREC_DATASET` (the run's `dataset`
+param) reach dbt through the operators' `env`, filled in by `prepare_dbt_task` just before each
+task runs. The group passes `--full-refresh` to the model runs when the run's `full_refresh` is on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+_NOT_SOURCES = {"target", "logs", "dbt_packages"}
+_DBT_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # also keeps .user.yml out of the repo
+
+
+def prepare_dbt_task(context) -> None:
+    """pre_execute hook of every dbt task, in the worker: point dbt at this run's warehouse.
+
+    dbt reads SHOPREC_HOME and SHOPREC_DATASET from its environment (profiles.yml, sources);
+    unset, they would default to a `.shoprec` inside cosmos' throwaway copy of the project. The
+    operator's `env` is filled here rather than at parse time: the home is the worker's (absolute)
+    and the dataset the run's `dataset` param. DuckDB will not create the warehouse's folder.
+    """
+    from shoprec.config import get_settings
+    from shoprec.transform.runner import warehouse_path
+
+    s = get_settings()
+    dataset = (context.get("params") or {}).get("dataset") or s.dataset
+    warehouse_path(s, dataset).parent.mkdir(parents=True, exist_ok=True)
+    task = context["task"]
+    task.env = {**(task.env or {}), "SHOPREC_HOME": str(s.root), "SHOPREC_DATASET": dataset}
+
+
+def _project_key() -> str:
+    """Changes whenever a file of the dbt project, dbt-core or the adapter changes."""
+    h = hashlib.sha256()
+    for pkg in ("dbt-core", "dbt-duckdb"):
+        h.update(f"{pkg}=={version(pkg)}\n".encode())
+    for path in sorted(PROJECT_DIR.rglob("*")):
+        rel = path.relative_to(PROJECT_DIR)
+        if path.is_file() and not (_NOT_SOURCES & set(rel.parts)) and rel.name != ".user.yml":
+            h.update(f"{rel.as_posix()}\n".encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def project_manifest(cache_dir: Path | None = None) -> Path:
+    """dbt's manifest.json of the current project, from the cache or a fresh `dbt parse`."""
+    if cache_dir is None:
+        from shoprec.config import get_settings
+
+        cache_dir = get_settings().cache_dir / "dbt-manifest"
+    manifest = cache_dir / f"manifest-{_project_key()}.json"
+    if manifest.exists():
+        return manifest
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dbt-parse-", dir=cache_dir) as tmp:
+        cmd = [sys.executable, "-c", "from dbt.cli.main import cli; cli()", "parse", "--quiet",
+               "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
+               "--target-path", f"{tmp}/target", "--log-path", f"{tmp}/logs"]
+        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **_DBT_ENV},
+                           timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"dbt parse failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+        os.replace(Path(tmp) / "target" / "manifest.json", manifest)  # atomic for racing parsers
+    for old in cache_dir.glob("manifest-*.json"):
+        if old != manifest:
+            old.unlink(missing_ok=True)
+    return manifest
+
+
+def dbt_task_group(group_id: str = "dbt", **kwargs):
+    """A cosmos DbtTaskGroup: `<model>.run` then `<model>.test` per model; a test that reads two
+    models (relationships) gets its own task after both. Extra kwargs go to the task group (e.g.
+    `default_args`). The DAG needs the params `dataset` and `full_refresh`."""
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos import settings as cosmos_settings
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+    cosmos_settings.enable_telemetry = False  # by default it phones home from every task and run
+
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(dbt_project_path=PROJECT_DIR,
+                                     manifest_path=project_manifest()),
+        profile_config=ProfileConfig(profile_name="shoprec", target_name="dev",
+                                     profiles_yml_filepath=PROJECT_DIR / "profiles.yml"),
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL,
+                                         invocation_mode=InvocationMode.DBT_RUNNER),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST,
+                                   test_behavior=TestBehavior.AFTER_EACH,
+                                   should_detach_multiple_parents_tests=True,
+                                   emit_datasets=False),  # the DAG's own assets mark the stages
+        operator_args={
+            "env": dict(_DBT_ENV),
+            "pre_execute": prepare_dbt_task,
+            "full_refresh": "{{ params.full_refresh }}",  # cosmos reads "True"/"False" strings
+            "install_deps": False,
+        },
+        **kwargs,
+    )
