@@ -199,6 +199,59 @@ def features_push_cmd(
     typer.echo(" → ".join(f"{i}:{t}" for _, i, t in seq))
 
 
+def _training_overrides(s, protocol, exclude, epochs, device, user_features, max_minutes):
+    t = s.training
+    updates = {k: v for k, v in {"protocol": protocol, "exclude": exclude, "max_epochs": epochs,
+                                 "device": device, "user_features": user_features,
+                                 "max_minutes": max_minutes}.items() if v is not None}
+    return s.model_copy(update={"training": t.model_copy(update=updates)})
+
+
+@app.command("train")
+def train_cmd(
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+    seeds: str = typer.Option(None, help="Comma-separated seeds; metrics are averaged over them."),
+    protocol: str = typer.Option(None, help="time (global time split) or loo (leave-one-out)."),
+    exclude: str = typer.Option(None, help="none | purchased | interacted: history items that "
+                                           "are not ranked."),
+    epochs: int = typer.Option(None, help="Maximum epochs (early stopping usually ends first)."),
+    device: str = typer.Option(None, help="auto | cpu | cuda."),
+    user_features: bool = typer.Option(None, "--user-features/--no-user-features",
+                                       help="Point-in-time user features from Feast."),
+    max_minutes: float = typer.Option(None, help="Wall-clock budget per seed."),
+) -> None:
+    """Train the sequential recommender and the baselines; evaluate on the held-out data."""
+    from training.runner import train_seeds
+
+    s = _training_overrides(get_settings(), protocol, exclude, epochs, device, user_features,
+                            max_minutes)
+    seed_list = [int(x) for x in seeds.split(",")] if seeds else [s.seed]
+    report = train_seeds(s, dataset, seed_list)
+    typer.echo(f"test metrics, mean of seeds {seed_list} ({report.protocol}, "
+               f"exclude={report.exclude}):")
+    typer.echo(report.table())
+    for r in report.results:
+        console.print(f"[green]trained[/] {r.summary()}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Path = typer.Argument(None, help="A run folder (default: the dataset's latest run)."),
+    dataset: str = typer.Option(None, help="Dataset (default: the run's)."),
+) -> None:
+    """Evaluate an exported model (as serving loads it) on the dataset's current held-out data."""
+    from training.evaluate import evaluate_export
+    from training.runner import latest_run
+
+    s = get_settings()
+    run = run or latest_run(s, dataset or s.dataset)
+    metrics, meta = evaluate_export(s, run / "export", dataset)
+    typer.echo(f"{run} ({meta['training']['protocol']}, exclude={meta['training']['exclude']}):")
+    for name, m in metrics.items():
+        typer.echo(f"  {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()
+                                              if k != "users"))
+
+
 @app.command("demo")
 def demo_cmd(
     scale: str = typer.Option(None, help="Simulator scale (default: SHOPREC_SCALE or small)."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,33 @@ class FeastSettings(BaseModel):
     sequence_length: int = 20  # live sequence kept online (matches dbt's recent_sequence_length)
 
 
+class TrainingSettings(BaseModel):
+    """Model training and evaluation (SHOPREC_TRAINING__<FIELD>)."""
+
+    protocol: Literal["time", "loo"] = "time"  # global time split | leave-one-out per user
+    test_days: int = 3  # time split: the last days are the test period ...
+    valid_days: int = 3  # ... and the days before them the validation period
+    exclude: Literal["none", "purchased", "interacted"] = "none"  # history items not ranked
+    max_len: int = 50  # interactions the model sees
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.3
+    id_dropout: float = 0.1  # drop item-id embeddings so side features carry cold items alone
+    user_features: bool = True  # point-in-time user features from Feast (recommender_training_v1)
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 10  # epochs without a better validation NDCG@10
+    eval_every: int = 1
+    max_minutes: float | None = None  # wall-clock budget; stops early, keeps the best epoch
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    popularity_window_days: int | None = 14  # the popularity baseline's recent window
+    knn_neighbours: int = 100
+    ks: tuple[int, ...] = (10, 20)
+
+
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
@@ -51,6 +79,7 @@ class Settings(BaseSettings):
 
     validation: ValidationSettings = ValidationSettings()
     feast: FeastSettings = FeastSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @property
     def root(self) -> Path:
@@ -70,6 +99,11 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Training runs (checkpoints, exported models); the registry promotes from here."""
+        return self.root / "runs"
 
     @property
     def data_docs_dir(self) -> Path:

@@ -1,0 +1,243 @@
+"""Training: metrics and splits by hand-computed cases, the model's causality and cold-start path,
+then a real run on the tiny shop (dbt warehouse + Feast point-in-time features): reproducible,
+checkpointed, exported, and the export scores exactly like the trained model."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from shoprec.config import Settings, TrainingSettings
+from training.baselines import ItemKNN, PersonalHistory, Popularity
+from training.data import Catalogue, Interactions, collapse_runs
+from training.metrics import evaluate
+from training.model import SeqRec, SeqRecConfig
+from training.splits import DAY_US, EvalSet, leave_one_out, make_split, time_split
+from training.tensors import training_windows
+
+
+def _interactions(rows: list[tuple[int, int, int, int]], n_items: int = 6) -> Interactions:
+    """rows of (user, item, etype, day)."""
+    u, i, e, d = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+    ids = np.array([""] + [f"i{k}" for k in range(1, n_items + 1)], dtype=object)
+    cat = Catalogue(item_ids=ids,
+                    category=np.r_[0, np.ones(n_items, dtype=np.int64)],
+                    brand=np.zeros(n_items + 1, dtype=np.int64),
+                    price_bucket=np.zeros(n_items + 1, dtype=np.int64),
+                    categories=["", "c"], brands=[""], price_edges=[])
+    ts = d * DAY_US + np.arange(len(d))  # strictly increasing within a user
+    users = np.array([f"u{k}" for k in range(u.max() + 1)], dtype=object)
+    return Interactions(u, i, e, ts, users, cat, "t")
+
+
+def _one_row_set(targets: list[int], excluded: list[int] = ()) -> EvalSet:
+    return EvalSet("test", np.array([0]), np.array([0]), np.array([0, len(targets)]),
+                   np.array(targets), np.array([0, len(excluded)]), np.array(excluded, dtype=int),
+                   np.array([0]))
+
+
+def test_metrics_match_hand_computed_values():
+    scores = torch.tensor([[0.0, 5, 4, 3, 2, 1, 0.5]])  # ranking: 1, 2, 3, 4, 5, 6
+
+    def score(es, rows):
+        return scores.expand(len(rows), -1)
+
+    m = evaluate(score, _one_row_set([3]), 6, ks=(2, 5))
+    assert m["recall@2"] == 0 and m["hit@2"] == 0 and m["ndcg@2"] == 0
+    assert m["recall@5"] == 1 and m["mrr@5"] == pytest.approx(1 / 3)
+    assert m["ndcg@5"] == pytest.approx(1 / math.log2(4))
+    m = evaluate(score, _one_row_set([2, 6]), 6, ks=(5,))  # two targets, one in the top 5
+    assert m["recall@5"] == pytest.approx(0.5)
+    assert m["ndcg@5"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert m["coverage@5"] == pytest.approx(5 / 6)
+    m = evaluate(score, _one_row_set([3], excluded=[1, 2]), 6, ks=(1,))  # 3 moves to the top
+    assert m["recall@1"] == 1 and m["mrr@1"] == 1
+
+
+def test_collapse_keeps_the_deepest_funnel_stage_of_a_run():
+    x = _interactions([(0, 1, 1, 0), (0, 1, 2, 0), (0, 1, 4, 0), (0, 2, 1, 0), (0, 1, 1, 1),
+                       (1, 1, 1, 0)])
+    c = collapse_runs(x)
+    assert c.item.tolist() == [1, 2, 1, 1] and c.etype.tolist() == [4, 1, 1, 1]
+    assert c.user.tolist() == [0, 0, 0, 1] and c.ts[0] == x.ts[0]
+
+
+def test_leave_one_out_holds_out_the_last_two_interactions_per_user():
+    x = _interactions([(0, 1, 1, 0), (0, 2, 1, 1), (0, 3, 1, 2), (0, 4, 1, 3),
+                       (1, 5, 1, 0), (1, 6, 1, 1)])  # user 1 is too short to evaluate
+    s = leave_one_out(x)
+    assert s.train_mask.tolist() == [True, True, False, False, True, True]
+    assert s.valid.target_items.tolist() == [3] and s.valid.hist_end.tolist() == [2]
+    assert s.test.target_items.tolist() == [4] and s.test.hist_end.tolist() == [3]
+    # the valid target is part of the test history
+    assert x.item[:s.test.hist_end[0]].tolist() == [1, 2, 3]
+
+
+def test_time_split_and_exclusion_of_purchased_items():
+    x = _interactions([(0, 1, 4, 0), (0, 2, 1, 1), (0, 1, 1, 8), (0, 3, 1, 9),
+                       (1, 4, 1, 0), (1, 5, 1, 9)])
+    s = time_split(x, test_days=2, valid_days=2, exclude="none")
+    assert s.train_mask.tolist() == [True, True, False, False, True, False]
+    assert len(s.valid) == 0  # nobody interacted on days 6-7
+    assert s.test.users.tolist() == [0, 1]
+    assert s.test.target_items.tolist() == [1, 3, 5]
+    s = time_split(x, test_days=2, valid_days=2, exclude="purchased")
+    assert s.test.target_items.tolist() == [3, 5]  # item 1 was bought before: not ranked
+    assert s.test.excluded_items.tolist() == [1]
+    with pytest.raises(ValueError, match="no training data"):
+        time_split(x, test_days=5, valid_days=5)
+
+
+def test_training_windows_predict_every_next_item_once():
+    x = _interactions([(0, k % 6 + 1, 1, k) for k in range(12)] + [(1, 1, 1, 0), (1, 2, 1, 1)])
+    w = training_windows(x, np.ones(len(x), dtype=bool), max_len=5)
+    inputs, targets = w.items[:, :-1], w.items[:, 1:].clone()
+    targets[inputs == 0] = 0
+    predicted = sorted(int(t) for t in targets[targets != 0])
+    expected = sorted(x.item[1:12].tolist() + [2])  # every item but each user's first
+    assert predicted == expected
+
+
+def _tiny_model(**kw) -> SeqRec:
+    cfg = SeqRecConfig(n_items=6, n_categories=2, n_brands=2, n_price_buckets=3,
+                       n_event_types=5, n_gap_buckets=4, max_len=5, dim=8, heads=2, **kw)
+    torch.manual_seed(0)
+    return SeqRec(cfg).eval()
+
+
+def test_model_is_causal_and_ignores_left_padding():
+    m = _tiny_model()
+    items = torch.tensor([[0, 1, 2, 3, 4]])
+    et, gaps = torch.ones_like(items), torch.ones_like(items)
+    et[0, 0] = gaps[0, 0] = 0
+    h = m.encode(items, et, gaps, torch.zeros(1, 1, 0))
+    changed = items.clone()
+    changed[0, 4] = 6
+    h2 = m.encode(changed, et, gaps, torch.zeros(1, 1, 0))
+    assert torch.allclose(h[0, :4], h2[0, :4]) and not torch.allclose(h[0, 4], h2[0, 4])
+    # a padded slot's content never reaches a real position
+    noisy = m.encode(items, et.clone().index_fill_(1, torch.tensor([0]), 3), gaps,
+                     torch.zeros(1, 1, 0))
+    assert torch.allclose(h[0, 1:], noisy[0, 1:])
+
+
+def test_new_items_get_vectors_from_side_features():
+    m = _tiny_model()
+    m.set_item_features(torch.tensor([0, 1, 1, 1, 1, 1, 1]), torch.tensor([0, 1, 1, 1, 1, 1, 1]),
+                        torch.tensor([0, 1, 2, 1, 2, 1, 2]))
+    with torch.no_grad():
+        m.item_emb.weight[6].zero_()  # an item no one interacted with
+        v = m.item_vectors()
+    side = m.side_vectors(torch.tensor([1]), torch.tensor([1]), torch.tensor([2]))
+    assert torch.allclose(v[6], side[0]) and v[6].abs().sum() > 0
+
+
+def test_baselines_rank_what_they_should():
+    x = _interactions([(0, 1, 1, 0), (0, 2, 1, 0), (1, 1, 1, 0), (1, 2, 1, 0), (2, 1, 1, 0),
+                       (2, 3, 1, 0), (3, 1, 4, 0), (3, 5, 1, 1), (3, 5, 1, 1)], n_items=6)
+    mask = np.ones(len(x), dtype=bool)
+    es = EvalSet("test", np.array([3]), np.array([len(x)]), np.array([0, 1]), np.array([2]),
+                 np.array([0, 0]), np.empty(0, dtype=int), np.array([2 * DAY_US]))
+    pop = Popularity(x, mask, None)
+    assert pop(es, np.array([0]))[0].argmax().item() == 1  # item 1: most interactions
+    knn = ItemKNN(x, mask, neighbours=10, last=1)  # from the last item (5): only its neighbour 1
+    s = knn(es, np.array([0]))[0]
+    assert s[1] > 0 and s[2] == s[3] == 0
+    knn = ItemKNN(x, mask, neighbours=10, last=None)  # from item 1: 2 co-occurs most
+    s = knn(es, np.array([0]))[0]
+    assert s[2] > s[3] > s[4] == 0
+    ph = PersonalHistory(x, mask, pop)(es, np.array([0]))[0]
+    assert ph[1] > ph[5] > ph[2]  # a purchase weighs more than two views; then popularity
+
+
+# --- a real training run on the tiny shop ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny shop through validation, dbt and Feast, then two short runs with one seed."""
+    from shoprec.features.materialize import materialize
+    from shoprec.simulate import simulate
+    from shoprec.transform import transform
+    from shoprec.transform.publish import publish_snapshot
+    from shoprec.validation import validate
+    from training.train import train
+
+    home = tmp_path_factory.mktemp("train")
+    s = Settings(home=home, training=TrainingSettings(max_epochs=4, patience=10, dim=32,
+                                                     test_days=3, valid_days=3))
+    simulate("tiny", seed=3, days=20, settings=s)
+    validate(settings=s, workers=1)
+    transform(settings=s)
+    publish_snapshot(s, "shop")
+    materialize(settings=s)
+    a = train(s, seed=11, progress=False)
+    b = train(s, seed=11, progress=False, baselines=False, export=False,
+              run_dir=home / "runs" / "again")
+    return s, a, b
+
+
+def test_training_is_reproducible_and_checkpoints_hold_args_and_config(trained):
+    s, a, b = trained
+    assert a.metrics["model/test"] == b.metrics["model/test"]
+    assert a.metrics["model/valid"]["users"] > 50 and a.metrics["model/test"]["users"] > 50
+    for name in ("popularity", "itemknn", "personal_history"):
+        assert set(a.metrics[f"{name}/test"]) == set(a.metrics["model/test"])
+    ck = torch.load(a.run_dir / "checkpoint.pt", weights_only=True)
+    assert ck["model_args"]["n_user_features"] == 6  # Feast features were used
+    assert ck["training"]["protocol"] == "time" and ck["epoch"] == a.best_epoch
+    assert not list(a.run_dir.glob("*.tmp*"))
+
+
+def test_export_loads_without_project_code_and_scores_like_the_model(trained):
+    s, a, _ = trained
+    export = a.run_dir / "export"
+    meta = json.loads((export / "metadata.json").read_text())
+    assert meta["feature_service"] == "recommender_v1"
+    assert meta["metrics"]["model/test"]["ndcg@10"] == a.metrics["model/test"]["ndcg@10"]
+    assert meta["data_window"]["protocol"] == "time" and meta["code_version"]
+    code = (
+        "import sys, json, torch\n"
+        "sys.modules['training'] = None; sys.modules['shoprec'] = None  # must not be needed\n"
+        f"d = {str(export)!r}\n"
+        "m = torch.jit.load(d + '/model.ts'); items = torch.load(d + '/items.pt', "
+        "weights_only=True)\n"
+        "meta = json.load(open(d + '/metadata.json'))\n"
+        "L = meta['inputs']['max_len']; seq = torch.zeros(1, L, dtype=torch.long)\n"
+        "seq[0, -3:] = torch.tensor([1, 2, 3]); et = (seq > 0).long(); gap = et.clone()\n"
+        "u = m(seq, et, gap, torch.zeros(1, meta['inputs']['n_user_features']))\n"
+        "print(json.dumps((u @ items.t())[0, 1:].topk(5).indices.add(1).tolist()))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from training.train import load_checkpoint
+
+    model, _ = load_checkpoint(a.run_dir / "checkpoint.pt")
+    seq = torch.zeros(1, meta["inputs"]["max_len"], dtype=torch.long)
+    seq[0, -3:] = torch.tensor([1, 2, 3])
+    et = (seq > 0).long()
+    with torch.no_grad():
+        u = model(seq, et, et.clone(), torch.zeros(1, 6))
+        top = (u @ model.item_vectors().t())[0, 1:].topk(5).indices.add(1).tolist()
+    assert json.loads(r.stdout) == top
+
+
+def test_evaluate_reproduces_the_run_from_the_export(trained):
+    from training.evaluate import evaluate_export
+
+    s, a, _ = trained
+    metrics, _ = evaluate_export(s, a.run_dir / "export")
+    for k in ("recall@20", "ndcg@10"):
+        assert metrics["model/test"][k] == pytest.approx(a.metrics["model/test"][k], abs=1e-6)
+        assert metrics["popularity/test"][k] == a.metrics["popularity/test"][k]
+
+
+def test_make_split_rejects_an_unknown_protocol():
+    x = _interactions([(0, 1, 1, 0), (0, 2, 1, 1), (0, 3, 1, 2)])
+    with pytest.raises(ValueError, match="unknown protocol"):
+        make_split(x, "random")

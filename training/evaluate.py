@@ -1,0 +1,85 @@
+"""Evaluate an exported model exactly as serving will hold it (TorchScript + item matrix), on the
+dataset's current data, next to the baselines on the same split.
+
+Items the export has never seen (newer than the model) are ranked too: their vectors come from
+the model's side-feature embeddings (category, brand, price bucket), the cold-start path. In a
+history, such an item is masked like padding, as the model has no id for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shoprec.config import Settings, TrainingSettings
+from training.data import Catalogue, Interactions, load_interactions
+from training.export import ExportedModel
+from training.metrics import evaluate
+from training.splits import EvalSet, make_split
+from training.tensors import windows
+
+
+def item_matrix(exp: ExportedModel, c: Catalogue) -> tuple[np.ndarray, torch.Tensor]:
+    """(current item index -> export index (0 = unknown), vectors of the current catalogue)."""
+    to_export = np.array([0] + [exp.index.get(i, 0) for i in c.item_ids[1:]], dtype=np.int64)
+    vocab = exp.meta["items"]
+    cat = {v: i for i, v in enumerate(vocab["categories"])}
+    brand = {v: i for i, v in enumerate(vocab["brands"])}
+    edges = np.asarray(vocab["price_edges"])
+    vectors = exp.items[torch.from_numpy(to_export)].clone()
+    new = np.flatnonzero(to_export == 0)[1:]
+    if len(new):
+        # price buckets by the export's edges (bucket 0 = unknown price stays 0)
+        known = c.price_bucket[new] > 0
+        price = np.zeros(len(new), dtype=np.int64)
+        if len(edges) and known.any():
+            mid = np.asarray(c.price_edges + [np.inf])  # bucket b of the current edges: upper edge
+            upper = mid[np.clip(c.price_bucket[new][known] - 1, 0, len(mid) - 1)]
+            price[known] = np.searchsorted(edges, np.minimum(upper, edges[-1]), "right") + 1
+        with torch.no_grad():
+            vectors[torch.from_numpy(new)] = exp.model.side_vectors(
+                torch.tensor([cat.get(c.categories[i], 0) for i in c.category[new]]),
+                torch.tensor([brand.get(c.brands[i], 0) for i in c.brand[new]]),
+                torch.from_numpy(price))
+    return to_export, vectors
+
+
+def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = None,
+                    x: Interactions | None = None) -> tuple[dict[str, dict[str, float]], dict]:
+    from training.train import run_baselines
+
+    exp = ExportedModel(export_dir)
+    meta = exp.meta
+    cfg = TrainingSettings(**meta["training"])
+    dataset = dataset or meta["dataset"]
+    x = x if x is not None else load_interactions(settings, dataset)
+    split = make_split(x, cfg.protocol, test_days=cfg.test_days, valid_days=cfg.valid_days,
+                       exclude=cfg.exclude)
+    to_export, vectors = item_matrix(exp, x.catalogue)
+    max_len = meta["inputs"]["max_len"]
+    n_feat = meta["inputs"]["n_user_features"]
+    feats = None
+    if n_feat:
+        from training.features import user_day_features
+
+        feats = user_day_features(settings.model_copy(update={"dataset": dataset}), x)
+    bounds = x.user_bounds()
+
+    def score(es: EvalSet, rows: np.ndarray) -> torch.Tensor:
+        w = windows(x, bounds[es.users[rows]], es.hist_end[rows], max_len)
+        items = torch.from_numpy(to_export)[w.items]
+        keep = items != 0
+        if n_feat:
+            last = w.rows[:, -1].numpy()
+            f = torch.from_numpy(feats[1][feats[0][last]])
+        else:
+            f = torch.zeros(len(rows), 0)
+        u = exp.user_vectors(items, w.etypes * keep, w.gaps * keep, f)
+        return u @ vectors.t()
+
+    out = {f"model/{es.name}": evaluate(score, es, x.catalogue.n_items, tuple(cfg.ks))
+           for es in (split.valid, split.test)}
+    out.update(run_baselines(x, split, cfg))
+    return out, meta

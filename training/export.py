@@ -1,0 +1,115 @@
+"""Export for serving: a folder that serving loads with torch alone, no import from this repo.
+
+- `model.ts`: the TorchScript model: forward(items, etypes, gaps, user_feats) -> user vector,
+  item_vectors(), side_vectors(category, brand, price_bucket) for items newer than the model;
+- `items.pt`: the item vector matrix (row i = item index i; row 0 = padding), a plain tensor
+  (load with torch.load(weights_only=True));
+- `metadata.json`: id maps and vocabularies, how inputs are encoded, metrics, data window,
+  feature service, code version.
+Written to a temp folder and renamed, so a reader never sees half an export.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from shoprec.config import Settings
+from shoprec.contract import EVENT_TYPES
+from training.data import GAP_BUCKETS, Interactions
+from training.model import SeqRec, SeqRecConfig
+
+FORMAT = "shoprec-seqrec/1"
+
+
+def code_version() -> str:
+    """git commit of the code that trained the model (+ '-dirty' with local changes)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        from shoprec import __version__
+
+        return f"shoprec-{__version__}"
+
+
+def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result, out: Path,
+                 settings: Settings) -> Path:
+    from training.features import N_FEATURES, NUMERIC, SERVICE
+
+    model = model.cpu().eval()
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    scripted = torch.jit.script(model)
+    scripted.save(str(tmp / "model.ts"))
+    with torch.no_grad():
+        torch.save(model.item_vectors().contiguous(), tmp / "items.pt")
+    c = x.catalogue
+    meta = {
+        "format": FORMAT,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "dataset": result.dataset,
+        "code_version": code_version(),
+        "torch_version": torch.__version__,
+        "model_args": asdict(mc),
+        "training": settings.training.model_dump(mode="json"),
+        "seed": result.seed,
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "device": result.device,
+        "metrics": result.metrics,
+        "data_window": result.window,
+        "feature_service": SERVICE.replace("_training", "") if mc.n_user_features else None,
+        "training_feature_service": SERVICE if mc.n_user_features else None,
+        "inputs": {
+            "max_len": mc.max_len,
+            "event_types": ["<pad>", *EVENT_TYPES],
+            "gap_buckets": f"first interaction = 1, else clip(floor(log2(seconds + 1)) + 2, 2, "
+                           f"{GAP_BUCKETS - 1})",
+            "left_padded_with": 0,
+            "user_features": (NUMERIC + ["has_features"]) if mc.n_user_features else [],
+            "user_feature_transform": "log1p(max(value, 0)), missing = 0; has_features = 1 "
+                                      "when any feature is present",
+            "n_user_features": N_FEATURES if mc.n_user_features else 0,
+        },
+        "items": {
+            "ids": c.item_ids[1:].tolist(),  # index i + 1
+            "categories": c.categories,
+            "brands": c.brands,
+            "price_edges": c.price_edges,
+        },
+    }
+    (tmp / "metadata.json").write_text(json.dumps(meta, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+class ExportedModel:
+    """Loads an export with torch only (what serving does); used by tests and `evaluate`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.meta = json.loads((self.path / "metadata.json").read_text())
+        if self.meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a {FORMAT} export")
+        self.model = torch.jit.load(str(self.path / "model.ts"), map_location="cpu").eval()
+        self.items = torch.load(self.path / "items.pt", map_location="cpu", weights_only=True)
+        self.index = {item: i + 1 for i, item in enumerate(self.meta["items"]["ids"])}
+
+    def user_vectors(self, items, etypes, gaps, user_feats) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(items, etypes, gaps, user_feats)

@@ -1,0 +1,55 @@
+"""Point-in-time user features from Feast, through the model's training FeatureService.
+
+Each interaction is predicted with the user's features as of the start of its day (dbt stamps a
+day's aggregates at the next midnight, so nothing of the day itself leaks in). One Feast
+historical retrieval serves every distinct (user, day) of the data; positions then index into that
+table. Serving computes the same vector from the online store with `user_feature_vector`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from shoprec.config import Settings
+from training.data import Interactions
+from training.splits import DAY_US
+
+SERVICE = "recommender_training_v1"  # training twin of recommender_v1 (what serving reads)
+NUMERIC = ["views_7d", "purchases_30d", "spend_30d", "mean_price_paid_30d",
+           "days_since_prev_active"]
+N_FEATURES = len(NUMERIC) + 1  # + "has features" flag
+
+
+def user_feature_vector(values: dict[str, float | None]) -> list[float]:
+    """log1p of each numeric feature (0 when missing) and a flag: 1 when Feast had a row."""
+    present = any(values.get(f) is not None for f in NUMERIC)
+    return [float(np.log1p(max(float(values.get(f) or 0.0), 0.0))) for f in NUMERIC] + [
+        1.0 if present else 0.0]
+
+
+def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> feature-table index [len(x)], table [n_user_days, N_FEATURES] float32)."""
+    from shoprec.features.store import get_store
+
+    day = x.ts // DAY_US
+    key = x.user * (day.max() + 1) + day
+    keys, inverse = np.unique(key, return_inverse=True)
+    users, days = keys // (day.max() + 1), keys % (day.max() + 1)
+    entity_df = pd.DataFrame({
+        "user_id": x.user_ids[users].astype(str),
+        "event_timestamp": pd.to_datetime(days * DAY_US, unit="us", utc=True),
+        "row": np.arange(len(keys)),
+    })
+    store = get_store(settings, x.dataset)
+    service = store.get_feature_service(SERVICE)
+    df = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    df = df.sort_values("row")
+    if len(df) != len(keys):
+        raise RuntimeError(f"Feast returned {len(df)} rows for {len(keys)} (user, day) keys")
+    table = np.zeros((len(keys), N_FEATURES), dtype=np.float32)
+    for j, f in enumerate(NUMERIC):
+        v = pd.to_numeric(df[f], errors="coerce").to_numpy(dtype=np.float64)
+        table[:, j] = np.log1p(np.clip(np.nan_to_num(v, nan=0.0), 0, None))
+    table[:, -1] = df[NUMERIC].notna().any(axis=1).to_numpy()
+    return inverse.astype(np.int64), table

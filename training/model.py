@@ -1,0 +1,153 @@
+"""The sequential recommender: a causal transformer over the shopper's last N interactions.
+
+SASRec's shape (self-attention over the sequence, the output at each position scored against
+every item) with a shop's inputs: each step is item + event type + time gap, and an item's vector
+is its id embedding plus embeddings of its category, brand and price bucket. Input and output
+share the item vectors; an item nobody has touched yet still gets a vector from its side features
+(id dropout in training teaches the model to rely on them). Optional user features (point-in-time
+from Feast) shift the user vector. Scripted for serving: no Python from this repo is needed there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class SeqRecConfig:
+    n_items: int  # item vocabulary without padding (index 0)
+    n_categories: int  # with padding
+    n_brands: int
+    n_price_buckets: int
+    n_event_types: int
+    n_gap_buckets: int
+    n_user_features: int = 0
+    max_len: int = 50
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.3
+    id_dropout: float = 0.1
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, cfg: SeqRecConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.ln1 = nn.LayerNorm(cfg.dim)
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.ln2 = nn.LayerNorm(cfg.dim)
+        self.ff = nn.Sequential(nn.Linear(cfg.dim, 4 * cfg.dim), nn.GELU(),
+                                nn.Linear(4 * cfg.dim, cfg.dim))
+        self.drop = nn.Dropout(cfg.dropout)  # on residual branches (attention dropout costs
+        # a Bernoulli mask per head and pair of positions: a third of a CPU step, for no gain)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q = q.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        k = k.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        v = v.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class SeqRec(nn.Module):
+    def __init__(self, cfg: SeqRecConfig):
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.id_dropout = cfg.id_dropout
+        self.n_user_features = cfg.n_user_features
+        d = cfg.dim
+        self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
+        self.cat_emb = nn.Embedding(cfg.n_categories, d, padding_idx=0)
+        self.brand_emb = nn.Embedding(cfg.n_brands, d, padding_idx=0)
+        self.price_emb = nn.Embedding(cfg.n_price_buckets, d, padding_idx=0)
+        self.etype_emb = nn.Embedding(cfg.n_event_types, d, padding_idx=0)
+        self.gap_emb = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        self.user_proj = nn.Linear(max(cfg.n_user_features, 1), d)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.layers)])
+        self.ln_in = nn.LayerNorm(d)
+        self.ln_out = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+        # item side features, registered as buffers so the scripted model carries them
+        self.register_buffer("item_cat", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+    def set_item_features(self, cat: Tensor, brand: Tensor, price: Tensor) -> None:
+        self.item_cat.copy_(cat)
+        self.item_brand.copy_(brand)
+        self.item_price.copy_(price)
+
+    @torch.jit.export
+    def side_vectors(self, cat: Tensor, brand: Tensor, price: Tensor) -> Tensor:
+        """Vectors of items from side features alone (new items, no id embedding yet)."""
+        return self.cat_emb(cat) + self.brand_emb(brand) + self.price_emb(price)
+
+    def item_vectors_of(self, items: Tensor) -> Tensor:
+        side = self.side_vectors(self.item_cat[items], self.item_brand[items],
+                                 self.item_price[items])
+        ids = self.item_emb(items)
+        if self.training and self.id_dropout > 0:
+            keep = torch.rand(ids.shape[:-1], device=ids.device) >= self.id_dropout
+            ids = ids * keep.unsqueeze(-1).to(ids.dtype)
+        return ids + side
+
+    @torch.jit.export
+    def item_vectors(self) -> Tensor:
+        """The output vectors of every item (row 0 = padding)."""
+        return self.item_emb.weight + self.side_vectors(self.item_cat, self.item_brand,
+                                                        self.item_price)
+
+    def encode(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor) -> Tensor:
+        """Hidden state at every position [B, L, D]; sequences are left-padded with 0."""
+        b, n = items.shape
+        pos = torch.arange(n, device=items.device) + (self.max_len - n)
+        x = self.item_vectors_of(items) + self.etype_emb(etypes) + self.gap_emb(gaps)
+        x = self.drop(self.ln_in(x * math.sqrt(x.shape[-1]) + self.pos_emb(pos)))
+        valid = items != 0
+        causal = torch.ones(n, n, dtype=torch.bool, device=items.device).tril()
+        eye = torch.eye(n, dtype=torch.bool, device=items.device)
+        mask = (causal & valid.unsqueeze(1)) | eye  # a padded row attends to itself: no NaN
+        mask = mask.unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, mask)
+        h = self.ln_out(x)
+        if self.n_user_features > 0:
+            h = h + self.user_proj(user_feats)
+        return h
+
+    def forward(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor) -> Tensor:
+        """The user vector after the last position [B, D]: dot it with item_vectors()."""
+        return self.encode(items, etypes, gaps, user_feats.unsqueeze(1))[:, -1]
+
+    def loss(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor,
+             targets: Tensor) -> Tensor:
+        """Full-softmax cross-entropy of the next item at every non-padded position."""
+        h = self.encode(items, etypes, gaps, user_feats)
+        sel = targets != 0
+        logits = h[sel] @ self.item_vectors()[1:].t()  # padding is never a target
+        return F.cross_entropy(logits.float(), targets[sel] - 1)
