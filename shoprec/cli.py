@@ -199,11 +199,13 @@ def features_push_cmd(
     typer.echo(" → ".join(f"{i}:{t}" for _, i, t in seq))
 
 
-def _training_overrides(s, protocol, exclude, epochs, device, user_features, max_minutes):
+def _training_overrides(s, protocol, exclude, epochs, device, user_features, max_minutes,
+                        patience):
     t = s.training
     updates = {k: v for k, v in {"protocol": protocol, "exclude": exclude, "max_epochs": epochs,
                                  "device": device, "user_features": user_features,
-                                 "max_minutes": max_minutes}.items() if v is not None}
+                                 "max_minutes": max_minutes, "patience": patience}.items()
+               if v is not None}
     return s.model_copy(update={"training": t.model_copy(update=updates)})
 
 
@@ -219,12 +221,13 @@ def train_cmd(
     user_features: bool = typer.Option(None, "--user-features/--no-user-features",
                                        help="Point-in-time user features from Feast."),
     max_minutes: float = typer.Option(None, help="Wall-clock budget per seed."),
+    patience: int = typer.Option(None, help="Epochs without a better validation NDCG@10."),
 ) -> None:
     """Train the sequential recommender and the baselines; evaluate on the held-out data."""
     from training.runner import train_seeds
 
     s = _training_overrides(get_settings(), protocol, exclude, epochs, device, user_features,
-                            max_minutes)
+                            max_minutes, patience)
     seed_list = [int(x) for x in seeds.split(",")] if seeds else [s.seed]
     report = train_seeds(s, dataset, seed_list)
     typer.echo(f"test metrics, mean of seeds {seed_list} ({report.protocol}, "
@@ -238,6 +241,7 @@ def train_cmd(
 def evaluate_cmd(
     run: Path = typer.Argument(None, help="A run folder (default: the dataset's latest run)."),
     dataset: str = typer.Option(None, help="Dataset (default: the run's)."),
+    exclude: str = typer.Option(None, help="Override the run's none | purchased | interacted."),
 ) -> None:
     """Evaluate an exported model (as serving loads it) on the dataset's current held-out data."""
     from training.evaluate import evaluate_export
@@ -245,7 +249,7 @@ def evaluate_cmd(
 
     s = get_settings()
     run = run or latest_run(s, dataset or s.dataset)
-    metrics, meta = evaluate_export(s, run / "export", dataset)
+    metrics, meta = evaluate_export(s, run / "export", dataset, exclude=exclude)
     typer.echo(f"{run} ({meta['training']['protocol']}, exclude={meta['training']['exclude']}):")
     for name, m in metrics.items():
         typer.echo(f"  {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()

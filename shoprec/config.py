@@ -49,11 +49,15 @@ class TrainingSettings(BaseModel):
     dropout: float = 0.3
     id_dropout: float = 0.1  # drop item-id embeddings so side features carry cold items alone
     user_features: bool = True  # point-in-time user features from Feast (recommender_training_v1)
-    lr: float = 2e-3
+    negatives: int | None = 1024  # sampled softmax over this many shared uniform negatives per
+    # batch when the catalogue has more than twice as many items; else (or None) full softmax
+    dense_targets: bool = True  # time split: learn to rank everything of the next test_days,
+    # not only the next interaction (leave-one-out always predicts the next one)
+    lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 256
     max_epochs: int = 200
-    patience: int = 10  # epochs without a better validation NDCG@10
+    patience: int = 5  # epochs without a better validation NDCG@10
     eval_every: int = 1
     max_minutes: float | None = None  # wall-clock budget; stops early, keeps the best epoch
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -57,4 +57,16 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
                   f"{s.feast.online_store} online store)")
     console.print(f"   {materialize(settings=s).summary()}")
 
+    from training.train import train
+
+    budget = s.training.max_minutes or 2.0
+    s = s.model_copy(update={"training": s.training.model_copy(update={"max_minutes": budget})})
+    console.print(f"[bold]6. train[/] the sequential model on '{s.dataset}' (time split, Feast "
+                  f"point-in-time user features, at most {budget:g} min of epochs)")
+    result = train(s, s.dataset)
+    for name in ("model", "popularity", "itemknn", "personal_history"):
+        m = result.metrics[f"{name}/test"]
+        console.print(f"   {name:>16}: Recall@20 {m['recall@20']:.4f}  NDCG@10 {m['ndcg@10']:.4f}")
+    console.print(f"   {result.summary()}")
+
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")

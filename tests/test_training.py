@@ -138,6 +138,42 @@ def test_new_items_get_vectors_from_side_features():
     assert torch.allclose(v[6], side[0]) and v[6].abs().sum() > 0
 
 
+def test_scores_are_the_dot_product_plus_the_repeat_bonus_of_history_items():
+    m = _tiny_model()
+    with torch.no_grad():
+        m.repeat_type.weight.fill_(0.5)
+        m.repeat_dist.weight.uniform_()
+        items = torch.tensor([[0, 2, 5, 2, 3]])
+        et = torch.tensor([[0, 1, 4, 2, 1]])
+        f = torch.zeros(1, 0)
+        gaps = (items > 0).long()
+        s = m.scores(items, et, gaps, f)
+        dot = m(items, et, gaps, f) @ m.item_vectors().t()
+        bonus = m.repeat_bonus(items, et, gaps, f)
+    assert bonus[0, 0] == 0  # padding contributes nothing
+    expected = dot.clone()
+    expected[0, 2] += bonus[0, 1] + bonus[0, 3]  # item 2 seen twice
+    expected[0, 5] += bonus[0, 2]
+    expected[0, 3] += bonus[0, 4]
+    assert torch.allclose(s[:, 1:], expected[:, 1:], atol=1e-6)
+    assert torch.equal(s[0, [1, 4, 6]], dot[0, [1, 4, 6]])  # unseen items: dot product only
+
+
+def test_sampled_and_full_softmax_agree_when_every_item_is_a_negative():
+    m = _tiny_model().train()
+    m.id_dropout = 0.0
+    with torch.no_grad():
+        m.repeat_type.weight.fill_(0.3)
+    items = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 2, 2, 6]])
+    et = (items > 0).long()
+    targets = torch.tensor([[0, 2, 3, 4, 5], [0, 0, 2, 6, 1]])
+    f = torch.zeros(2, 5, 0)
+    m.eval()  # no dropout: both losses see the same hidden states
+    full = m.loss(items, et, et.clone(), f, targets)
+    sampled = m.loss(items, et, et.clone(), f, targets, negatives=torch.arange(1, 7))
+    assert torch.allclose(full, sampled, atol=1e-5)
+
+
 def test_baselines_rank_what_they_should():
     x = _interactions([(0, 1, 1, 0), (0, 2, 1, 0), (1, 1, 1, 0), (1, 2, 1, 0), (2, 1, 1, 0),
                        (2, 3, 1, 0), (3, 1, 4, 0), (3, 5, 1, 1), (3, 5, 1, 1)], n_items=6)
@@ -211,8 +247,10 @@ def test_export_loads_without_project_code_and_scores_like_the_model(trained):
         "meta = json.load(open(d + '/metadata.json'))\n"
         "L = meta['inputs']['max_len']; seq = torch.zeros(1, L, dtype=torch.long)\n"
         "seq[0, -3:] = torch.tensor([1, 2, 3]); et = (seq > 0).long(); gap = et.clone()\n"
-        "u = m(seq, et, gap, torch.zeros(1, meta['inputs']['n_user_features']))\n"
-        "print(json.dumps((u @ items.t())[0, 1:].topk(5).indices.add(1).tolist()))\n")
+        "f = torch.zeros(1, meta['inputs']['n_user_features'])\n"
+        "u = m(seq, et, gap, f); s = m.scores(seq, et, gap, f)\n"
+        "print(json.dumps([(u @ items.t())[0, 1:].topk(5).indices.add(1).tolist(),\n"
+        "                  s[0, 1:].topk(5).indices.add(1).tolist()]))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     from training.train import load_checkpoint
@@ -224,7 +262,8 @@ def test_export_loads_without_project_code_and_scores_like_the_model(trained):
     with torch.no_grad():
         u = model(seq, et, et.clone(), torch.zeros(1, 6))
         top = (u @ model.item_vectors().t())[0, 1:].topk(5).indices.add(1).tolist()
-    assert json.loads(r.stdout) == top
+        full = model.scores(seq, et, et.clone(), torch.zeros(1, 6))[0, 1:]
+    assert json.loads(r.stdout) == [top, full.topk(5).indices.add(1).tolist()]
 
 
 def test_evaluate_reproduces_the_run_from_the_export(trained):

@@ -47,12 +47,17 @@ def item_matrix(exp: ExportedModel, c: Catalogue) -> tuple[np.ndarray, torch.Ten
 
 
 def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = None,
-                    x: Interactions | None = None) -> tuple[dict[str, dict[str, float]], dict]:
+                    x: Interactions | None = None, exclude: str | None = None
+                    ) -> tuple[dict[str, dict[str, float]], dict]:
+    """Metrics of the export and the baselines on the run's protocol; `exclude` overrides the
+    run's choice of history items kept out of the ranking."""
     from training.train import run_baselines
 
     exp = ExportedModel(export_dir)
     meta = exp.meta
     cfg = TrainingSettings(**meta["training"])
+    if exclude is not None:
+        cfg = cfg.model_copy(update={"exclude": exclude})
     dataset = dataset or meta["dataset"]
     x = x if x is not None else load_interactions(settings, dataset)
     split = make_split(x, cfg.protocol, test_days=cfg.test_days, valid_days=cfg.valid_days,
@@ -76,10 +81,13 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
             f = torch.from_numpy(feats[1][feats[0][last]])
         else:
             f = torch.zeros(len(rows), 0)
-        u = exp.user_vectors(items, w.etypes * keep, w.gaps * keep, f)
-        return u @ vectors.t()
+        args = (items, w.etypes * keep, w.gaps * keep, f)
+        with torch.no_grad():
+            s = exp.model(*args) @ vectors.t()
+            bonus = exp.model.repeat_bonus(*args) * keep  # in current item indices
+        return s.scatter_add(1, w.items * keep, bonus.to(s.dtype))
 
     out = {f"model/{es.name}": evaluate(score, es, x.catalogue.n_items, tuple(cfg.ks))
            for es in (split.valid, split.test)}
     out.update(run_baselines(x, split, cfg))
-    return out, meta
+    return out, {**meta, "training": cfg.model_dump(mode="json")}

@@ -110,6 +110,7 @@ class ExportedModel:
         self.items = torch.load(self.path / "items.pt", map_location="cpu", weights_only=True)
         self.index = {item: i + 1 for i, item in enumerate(self.meta["items"]["ids"])}
 
-    def user_vectors(self, items, etypes, gaps, user_feats) -> torch.Tensor:
+    def scores(self, items, etypes, gaps, user_feats) -> torch.Tensor:
+        """Every known item's score [B, n_items + 1] (column 0 = padding)."""
         with torch.no_grad():
-            return self.model(items, etypes, gaps, user_feats)
+            return self.model.scores(items, etypes, gaps, user_feats)

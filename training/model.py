@@ -5,7 +5,15 @@ every item) with a shop's inputs: each step is item + event type + time gap, and
 is its id embedding plus embeddings of its category, brand and price bucket. Input and output
 share the item vectors; an item nobody has touched yet still gets a vector from its side features
 (id dropout in training teaches the model to rely on them). Optional user features (point-in-time
-from Feast) shift the user vector. Scripted for serving: no Python from this repo is needed there.
+from Feast) shift the user vector.
+
+Shoppers come back to what they viewed and re-buy consumables, which a dot product with item
+vectors captures poorly. A small repeat term adds, for every item in the window, a learned
+weight per event type, category and distance in steps, scaled by a gate read from the user
+state: the model learns how much (or, where re-consuming never happens, how little) the history
+itself should rank. The same weights explain a recommendation ("because you viewed X").
+
+Scripted for serving: no Python from this repo is needed there.
 """
 
 from __future__ import annotations
@@ -76,6 +84,10 @@ class SeqRec(nn.Module):
         self.gap_emb = nn.Embedding(cfg.n_gap_buckets, d, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         self.user_proj = nn.Linear(max(cfg.n_user_features, 1), d)
+        self.repeat_type = nn.Embedding(cfg.n_event_types, 1)
+        self.repeat_dist = nn.Embedding(cfg.max_len, 1)
+        self.repeat_cat = nn.Embedding(cfg.n_categories, 1)  # consumables come back
+        self.repeat_gate = nn.Linear(d, 1)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.layers)])
         self.ln_in = nn.LayerNorm(d)
         self.ln_out = nn.LayerNorm(d)
@@ -85,6 +97,8 @@ class SeqRec(nn.Module):
         self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.apply(self._init)
+        for w in (self.repeat_type.weight, self.repeat_dist.weight, self.repeat_cat.weight):
+            nn.init.zeros_(w)  # starts as a plain dot-product model
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -140,14 +154,59 @@ class SeqRec(nn.Module):
             h = h + self.user_proj(user_feats)
         return h
 
+    def repeat_weights(self, items: Tensor, etypes: Tensor, h: Tensor) -> Tensor:
+        """W[b, t, p]: how much the item at position p adds to its own score when predicting
+        after position t (0 for p > t and for padding)."""
+        n = items.shape[1]
+        steps = torch.arange(n, device=items.device)
+        dist = (steps.unsqueeze(1) - steps.unsqueeze(0)).clamp(0, self.max_len - 1)  # t - p
+        per_item = self.repeat_type(etypes) + self.repeat_cat(self.item_cat[items])  # [B, L, 1]
+        w = per_item.squeeze(-1).unsqueeze(1) + self.repeat_dist(dist).squeeze(-1)
+        causal = (steps.unsqueeze(1) >= steps.unsqueeze(0)) & (items != 0).unsqueeze(1)
+        return w * causal.to(w.dtype) * self.repeat_gate(h)
+
     def forward(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor) -> Tensor:
-        """The user vector after the last position [B, D]: dot it with item_vectors()."""
+        """The user vector after the last position [B, D]: dot it with item_vectors() (then add
+        repeat_bonus for the full score; `scores` does both)."""
         return self.encode(items, etypes, gaps, user_feats.unsqueeze(1))[:, -1]
 
+    @torch.jit.export
+    def scores(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor) -> Tensor:
+        """Scores of every item [B, n_items + 1] after the last position (column 0 = padding)."""
+        h = self.encode(items, etypes, gaps, user_feats.unsqueeze(1))
+        s = h[:, -1] @ self.item_vectors().t()
+        w = self.repeat_weights(items, etypes, h[:, -1:])[:, -1]  # [B, L]
+        return s.scatter_add(1, items, w.to(s.dtype))
+
+    @torch.jit.export
+    def repeat_bonus(self, items: Tensor, etypes: Tensor, gaps: Tensor,
+                     user_feats: Tensor) -> Tensor:
+        """Per position of the input, what its item adds to that item's score [B, L]: the
+        "because you viewed X" part of a recommendation."""
+        h = self.encode(items, etypes, gaps, user_feats.unsqueeze(1))
+        return self.repeat_weights(items, etypes, h[:, -1:])[:, -1]
+
     def loss(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor,
-             targets: Tensor) -> Tensor:
-        """Full-softmax cross-entropy of the next item at every non-padded position."""
+             targets: Tensor, negatives: Tensor | None = None) -> Tensor:
+        """Cross-entropy of the next item at every non-padded position: over the whole catalogue,
+        or (sampled softmax) over the target and `negatives`, item indices shared by the batch;
+        a negative that is the position's own target is masked out."""
         h = self.encode(items, etypes, gaps, user_feats)
+        w = self.repeat_weights(items, etypes, h)  # [B, L, L]
         sel = targets != 0
-        logits = h[sel] @ self.item_vectors()[1:].t()  # padding is never a target
-        return F.cross_entropy(logits.float(), targets[sel] - 1)
+        hs, t, ws = h[sel], targets[sel], w[sel]
+        hist = items.unsqueeze(1).expand(-1, items.shape[1], -1)[sel]  # [P, L] items seen
+        if negatives is None:
+            logits = hs @ self.item_vectors().t()
+            logits = logits.scatter_add(1, hist, ws.to(logits.dtype))
+            return F.cross_entropy(logits[:, 1:].float(), t - 1)  # padding is never a target
+        pos = (hs * self.item_vectors_of(t)).sum(-1) + (ws * (hist == t.unsqueeze(1))).sum(-1)
+        k = negatives.shape[0]  # negatives are distinct: map item -> its slot among them
+        slot = torch.full((self.item_cat.shape[0],), k, dtype=torch.long, device=items.device)
+        slot[negatives] = torch.arange(k, device=items.device)
+        bonus = torch.zeros(hs.shape[0], k + 1, dtype=ws.dtype, device=items.device)
+        bonus = bonus.scatter_add(1, slot[hist], ws)[:, :k]
+        neg = hs @ self.item_vectors_of(negatives).t() + bonus.to(hs.dtype)
+        neg = neg.masked_fill(negatives.unsqueeze(0) == t.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos.unsqueeze(1), neg], dim=1).float()
+        return F.cross_entropy(logits, torch.zeros_like(t))

@@ -23,7 +23,7 @@ from training.baselines import ItemKNN, PersonalHistory, Popularity
 from training.data import GAP_BUCKETS, PRICE_BUCKETS, Interactions, load_interactions
 from training.metrics import evaluate
 from training.model import SeqRec, SeqRecConfig
-from training.splits import EvalSet, Split, make_split
+from training.splits import DAY_US, EvalSet, Split, make_split
 from training.tensors import Windows, training_windows, windows
 
 
@@ -61,6 +61,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def target_bounds(x: Interactions, train_mask: np.ndarray, horizon_us: int) -> np.ndarray:
+    """Per row r: the exclusive upper row of its targets, which are the user's training rows
+    after r up to `horizon_us` later (always at least the next one; 0 = the next item only).
+
+    horizon > 0 is the dense all-action objective (as in PinnerFormer): trained to rank anything
+    the shopper engages with over the coming days, which is what a time split asks, rather than
+    only the very next click."""
+    b = x.user_bounds()
+    hi = np.arange(len(x)) + 1  # span 0: no target
+    for u in range(x.n_users):
+        s, e = int(b[u]), int(b[u + 1])
+        n_train = int(train_mask[s:e].sum())
+        if not train_mask[s:s + n_train].all():
+            raise ValueError("training rows must be a prefix of every user's rows")
+        e = s + n_train
+        if e - s < 2:
+            continue
+        ts = x.ts[s:e]
+        upto = s + np.searchsorted(ts, ts + horizon_us, side="right")
+        hi[s:e] = np.minimum(np.maximum(upto, np.arange(s, e) + 2), e)
+    return hi
+
+
 class Prepared:
     """The data of one training run, tensorised and on the device."""
 
@@ -76,12 +99,36 @@ class Prepared:
         self.inputs = w.items[:, :-1].to(device)
         self.etypes = w.etypes[:, :-1].to(device)
         self.gaps = w.gaps[:, :-1].to(device)
-        targets = w.items[:, 1:].clone()
-        targets[w.items[:, :-1] == 0] = 0  # no prediction from a padded position
-        self.targets = targets.to(device)
+        self.in_rows = w.rows[:, :-1].to(device)
+        horizon = cfg.test_days * DAY_US if split.protocol == "time" and cfg.dense_targets else 0
+        self.target_hi = torch.from_numpy(target_bounds(x, split.train_mask, horizon)).to(device)
+        self.row_item = torch.from_numpy(x.item).to(device)
         self.feat_idx = self._feat_index(w.rows[:, :-1]).to(device)
+        self.lengths = (w.items[:, :-1] != 0).sum(1)
         self.eval_inputs = {es.name: self._eval_windows(es, cfg.max_len)
                             for es in (split.valid, split.test)}
+
+    def batches(self, size: int, gen: torch.Generator):
+        """Length-bucketed batches in random order: windows sorted by length (random among equal
+        lengths) are cut into batches, so a batch of short sequences skips the padding columns
+        that every sequence in it has. Yields (indices on the device, columns kept)."""
+        noise = torch.rand(len(self.lengths), generator=gen)
+        order = torch.argsort(self.lengths.double() + noise.double())
+        chunks = list(order.split(size))
+        for i in torch.randperm(len(chunks), generator=gen).tolist():
+            idx = chunks[i]
+            yield idx.to(self.device), int(self.lengths[idx].max())
+
+    def targets(self, idx: torch.Tensor, cols: slice, gen: torch.Generator) -> torch.Tensor:
+        """The target of every position of a batch (0 = none): a uniformly drawn row among the
+        rows that may follow it (see target_bounds), drawn anew each epoch."""
+        rows = self.in_rows[idx, cols]
+        r = rows.clamp(min=0)
+        span = self.target_hi[r] - r - 1
+        u = torch.rand(rows.shape, generator=gen).to(self.device)
+        pick = r + 1 + (u * span.clamp(min=1)).long()
+        ok = (rows >= 0) & (span > 0)
+        return torch.where(ok, self.row_item[pick.clamp(max=len(self.row_item) - 1)], 0)
 
     def _feat_index(self, rows: torch.Tensor) -> torch.Tensor:
         if self.row_feat is None:
@@ -103,8 +150,8 @@ class Prepared:
             r = torch.from_numpy(rows).to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self.device.type == "cuda"):
-                u = model(w.items[r], w.etypes[r], w.gaps[r], self.user_feats(f[r]))
-                return (u @ model.item_vectors().t()).float()
+                return model.scores(w.items[r], w.etypes[r], w.gaps[r],
+                                    self.user_feats(f[r])).float()
         return score
 
 
@@ -188,6 +235,7 @@ def train(settings: Settings, dataset: str | None = None, *, seed: int | None = 
     score = prep.scorer(model)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n_seq = len(prep.inputs)
+    sampled = cfg.negatives is not None and mc.n_items > 2 * cfg.negatives
     best, best_epoch, stale, seen, train_s = -1.0, 0, 0, 0, 0.0
     started = time.perf_counter()
     bar = tqdm(total=cfg.max_epochs, desc=f"train {dataset}", unit="epoch", disable=not progress)
@@ -195,13 +243,15 @@ def train(settings: Settings, dataset: str | None = None, *, seed: int | None = 
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n_seq, generator=gen).to(device)
         total = 0.0
-        for lo in range(0, n_seq, cfg.batch_size):
-            idx = perm[lo:lo + cfg.batch_size]
+        for idx, width in prep.batches(cfg.batch_size, gen):
+            neg = (torch.randperm(mc.n_items, generator=gen)[:cfg.negatives].add(1).to(device)
+                   if sampled else None)
+            cols = slice(mc.max_len - width, None)  # all-padding columns of the batch dropped
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model.loss(prep.inputs[idx], prep.etypes[idx], prep.gaps[idx],
-                                  prep.user_feats(prep.feat_idx[idx]), prep.targets[idx])
+                loss = model.loss(prep.inputs[idx, cols], prep.etypes[idx, cols],
+                                  prep.gaps[idx, cols], prep.user_feats(prep.feat_idx[idx, cols]),
+                                  prep.targets(idx, cols, gen), neg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
