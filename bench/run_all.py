@@ -7,8 +7,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_simulate, bench_validate  # noqa: E402
+from bench import (  # noqa: E402
+    bench_features,
+    bench_simulate,
+    bench_training,
+    bench_transform,
+    bench_validate,
+)
 
 if __name__ == "__main__":
     bench_simulate.main()
     bench_validate.main()
+    bench_transform.main()
+    bench_features.main("tiny")
+    bench_features.main("large")
+    bench_training.main()

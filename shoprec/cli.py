@@ -278,10 +278,11 @@ def info_cmd() -> None:
 def main() -> None:
     """Console entry point: input errors end in one clear red line and exit code 2, no traceback."""
     from shoprec.contract import ContractError
+    from training.data import TrainingDataError
 
     try:
         app()
-    except ContractError as e:
+    except (ContractError, TrainingDataError) as e:
         console.print(f"[red]error:[/] {e}")
         raise SystemExit(2) from None
 

@@ -18,7 +18,8 @@ def _commands(args: list[str]) -> set[str]:
 
 
 def test_help_lists_every_subcommand():
-    assert {"data", "validate", "transform", "features", "demo", "info"} <= _commands([])
+    assert {"data", "validate", "transform", "features", "train", "evaluate", "demo",
+            "info"} <= _commands([])
     assert {"apply", "materialize", "get", "push"} <= _commands(["features"])
     assert {"simulate", "import"} <= _commands(["data"])
     assert {"movielens", "file"} <= _commands(["data", "import"])
@@ -36,3 +37,12 @@ def test_unknown_scale_is_a_clear_error(shoprec_home):
     result = runner.invoke(app, ["data", "simulate", "--scale", "huge"])
     assert result.exit_code != 0
     assert "unknown scale 'huge'" in str(result.exception)
+
+
+def test_training_before_the_warehouse_exists_names_the_missing_step(shoprec_home):
+    result = runner.invoke(app, ["train", "--dataset", "acme"])
+    assert result.exit_code != 0
+    assert "no analytics snapshot for dataset 'acme'" in str(result.exception)
+    assert "shoprec transform --dataset acme" in str(result.exception)
+    result = runner.invoke(app, ["evaluate", "--dataset", "acme"])
+    assert "no exported run for 'acme'" in str(result.exception)

@@ -30,7 +30,14 @@ def user_feature_vector(values: dict[str, float | None]) -> list[float]:
 
 def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """(row -> feature-table index [len(x)], table [n_user_days, N_FEATURES] float32)."""
-    from shoprec.features.store import get_store
+    from shoprec.features.store import features_dir, get_store
+    from training.data import TrainingDataError
+
+    if not any(features_dir(settings, x.dataset).glob("*.parquet")):
+        raise TrainingDataError(
+            f"no Feast features for dataset {x.dataset!r} under "
+            f"{features_dir(settings, x.dataset)}: run `shoprec features materialize --dataset "
+            f"{x.dataset}` first, or train with --no-user-features")
 
     day = x.ts // DAY_US
     key = x.user * (day.max() + 1) + day

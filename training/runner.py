@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoprec.config import Settings
+from training.data import TrainingDataError
 from training.train import TrainResult, train
 
 REPORTED = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "hit@10", "coverage@20")
@@ -60,6 +61,6 @@ def train_seeds(settings: Settings, dataset: str | None, seeds: list[int], *,
 def latest_run(settings: Settings, dataset: str) -> Path:
     runs = sorted(p for p in (settings.runs_dir / dataset).glob("*/export") if p.is_dir())
     if not runs:
-        raise FileNotFoundError(f"no exported run for {dataset!r} under {settings.runs_dir}: "
+        raise TrainingDataError(f"no exported run for {dataset!r} under {settings.runs_dir}: "
                                 f"run `shoprec train --dataset {dataset}` first")
     return runs[-1].parent
