@@ -18,7 +18,7 @@ from training.data import Catalogue, Interactions, load_interactions
 from training.export import ExportedModel
 from training.metrics import evaluate
 from training.splits import EvalSet, make_split
-from training.tensors import windows
+from training.tensors import window_times, windows
 
 
 def item_matrix(exp: ExportedModel, c: Catalogue) -> tuple[np.ndarray, torch.Tensor]:
@@ -81,9 +81,9 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
             f = torch.from_numpy(feats[1][feats[0][last]])
         else:
             f = torch.zeros(len(rows), 0)
-        args = (items, w.etypes * keep, w.gaps * keep, f)
+        args = (items, w.etypes * keep, w.gaps * keep, f, window_times(x.ts, w.rows))
         with torch.no_grad():
-            s = exp.model(*args) @ vectors.t()
+            s = exp.model(*args[:4]) @ vectors.t()
             bonus = exp.model.repeat_bonus(*args) * keep  # in current item indices
         return s.scatter_add(1, w.items * keep, bonus.to(s.dtype))
 

@@ -1,6 +1,7 @@
 """Export for serving: a folder that serving loads with torch alone, no import from this repo.
 
 - `model.ts`: the TorchScript model: forward(items, etypes, gaps, user_feats) -> user vector,
+  scores(..., times) -> every item's score, repeat_bonus(..., times) -> what each history item adds,
   item_vectors(), side_vectors(category, brand, price_bucket) for items newer than the model;
 - `items.pt`: the item vector matrix (row i = item index i; row 0 = padding), a plain tensor
   (load with torch.load(weights_only=True));
@@ -79,6 +80,8 @@ def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result, out: 
             "gap_buckets": f"first interaction = 1, else clip(floor(log2(seconds + 1)) + 2, 2, "
                            f"{GAP_BUCKETS - 1})",
             "left_padded_with": 0,
+            "times": "optional 5th argument of scores/repeat_bonus: float seconds of each "
+                     "position (any origin, 0 at padding); the last position is 'now'",
             "user_features": (NUMERIC + ["has_features"]) if mc.n_user_features else [],
             "user_feature_transform": "log1p(max(value, 0)), missing = 0; has_features = 1 "
                                       "when any feature is present",

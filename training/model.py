@@ -43,6 +43,9 @@ class SeqRecConfig:
     id_dropout: float = 0.1
 
 
+AGE_BUCKETS = 32
+
+
 class Block(nn.Module):
     """Pre-norm transformer block."""
 
@@ -87,6 +90,7 @@ class SeqRec(nn.Module):
         self.repeat_type = nn.Embedding(cfg.n_event_types, 1)
         self.repeat_dist = nn.Embedding(cfg.max_len, 1)
         self.repeat_cat = nn.Embedding(cfg.n_categories, 1)  # consumables come back
+        self.repeat_age = nn.Embedding(AGE_BUCKETS, 1)  # log2 seconds between p and t
         self.repeat_gate = nn.Linear(d, 1)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.layers)])
         self.ln_in = nn.LayerNorm(d)
@@ -97,7 +101,8 @@ class SeqRec(nn.Module):
         self.register_buffer("item_brand", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.register_buffer("item_price", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.apply(self._init)
-        for w in (self.repeat_type.weight, self.repeat_dist.weight, self.repeat_cat.weight):
+        for w in (self.repeat_type.weight, self.repeat_dist.weight, self.repeat_cat.weight,
+                  self.repeat_age.weight):
             nn.init.zeros_(w)  # starts as a plain dot-product model
 
     @staticmethod
@@ -154,14 +159,21 @@ class SeqRec(nn.Module):
             h = h + self.user_proj(user_feats)
         return h
 
-    def repeat_weights(self, items: Tensor, etypes: Tensor, h: Tensor) -> Tensor:
+    def repeat_weights(self, items: Tensor, etypes: Tensor, h: Tensor,
+                       times: Tensor | None = None) -> Tensor:
         """W[b, t, p]: how much the item at position p adds to its own score when predicting
-        after position t (0 for p > t and for padding)."""
+        after position t (0 for p > t and for padding). `times` (seconds, any origin) adds a
+        weight by how long ago p happened, seen from t."""
         n = items.shape[1]
         steps = torch.arange(n, device=items.device)
         dist = (steps.unsqueeze(1) - steps.unsqueeze(0)).clamp(0, self.max_len - 1)  # t - p
         per_item = self.repeat_type(etypes) + self.repeat_cat(self.item_cat[items])  # [B, L, 1]
         w = per_item.squeeze(-1).unsqueeze(1) + self.repeat_dist(dist).squeeze(-1)
+        if times is not None:
+            age = (times.unsqueeze(2) - times.unsqueeze(1)).clamp(min=0)  # [B, t, p]
+            n_age = self.repeat_age.weight.shape[0]
+            bucket = torch.log2(age + 1).floor().clamp(0, n_age - 1).long()
+            w = w + self.repeat_age(bucket).squeeze(-1)
         causal = (steps.unsqueeze(1) >= steps.unsqueeze(0)) & (items != 0).unsqueeze(1)
         return w * causal.to(w.dtype) * self.repeat_gate(h)
 
@@ -171,28 +183,34 @@ class SeqRec(nn.Module):
         return self.encode(items, etypes, gaps, user_feats.unsqueeze(1))[:, -1]
 
     @torch.jit.export
-    def scores(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor) -> Tensor:
+    def scores(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor,
+               times: Tensor | None = None) -> Tensor:
         """Scores of every item [B, n_items + 1] after the last position (column 0 = padding)."""
         h = self.encode(items, etypes, gaps, user_feats.unsqueeze(1))
         s = h[:, -1] @ self.item_vectors().t()
-        w = self.repeat_weights(items, etypes, h[:, -1:])[:, -1]  # [B, L]
+        w = self._last_repeat_weights(items, etypes, h, times)  # [B, L]
         return s.scatter_add(1, items, w.to(s.dtype))
 
     @torch.jit.export
-    def repeat_bonus(self, items: Tensor, etypes: Tensor, gaps: Tensor,
-                     user_feats: Tensor) -> Tensor:
+    def repeat_bonus(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor,
+                     times: Tensor | None = None) -> Tensor:
         """Per position of the input, what its item adds to that item's score [B, L]: the
         "because you viewed X" part of a recommendation."""
         h = self.encode(items, etypes, gaps, user_feats.unsqueeze(1))
-        return self.repeat_weights(items, etypes, h[:, -1:])[:, -1]
+        return self._last_repeat_weights(items, etypes, h, times)
+
+    def _last_repeat_weights(self, items: Tensor, etypes: Tensor, h: Tensor,
+                             times: Tensor | None) -> Tensor:
+        return self.repeat_weights(items, etypes, h[:, -1:], times)[:, -1]
 
     def loss(self, items: Tensor, etypes: Tensor, gaps: Tensor, user_feats: Tensor,
-             targets: Tensor, negatives: Tensor | None = None) -> Tensor:
+             targets: Tensor, negatives: Tensor | None = None,
+             times: Tensor | None = None) -> Tensor:
         """Cross-entropy of the next item at every non-padded position: over the whole catalogue,
         or (sampled softmax) over the target and `negatives`, item indices shared by the batch;
         a negative that is the position's own target is masked out."""
         h = self.encode(items, etypes, gaps, user_feats)
-        w = self.repeat_weights(items, etypes, h)  # [B, L, L]
+        w = self.repeat_weights(items, etypes, h, times)  # [B, L, L]
         sel = targets != 0
         hs, t, ws = h[sel], targets[sel], w[sel]
         hist = items.unsqueeze(1).expand(-1, items.shape[1], -1)[sel]  # [P, L] items seen

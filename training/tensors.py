@@ -57,3 +57,14 @@ def training_windows(x: Interactions, train_mask: np.ndarray, max_len: int) -> W
     orig = np.flatnonzero(train_mask)
     w.rows = torch.where(w.rows >= 0, torch.from_numpy(orig)[w.rows.clamp(min=0)], -1)
     return w
+
+
+def window_times(ts: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
+    """Seconds of each position since its window's earliest row (float32 stays exact to well
+    under a second over months); 0 at padding."""
+    valid = rows >= 0
+    r = rows.clamp(min=0).numpy()
+    t = np.where(valid.numpy(), ts[r], np.iinfo(np.int64).max)
+    first = t.min(axis=1, keepdims=True)
+    sec = np.where(valid.numpy(), (t - first) / 1e6, 0.0)
+    return torch.from_numpy(sec.astype(np.float32))

@@ -24,7 +24,7 @@ from training.data import GAP_BUCKETS, PRICE_BUCKETS, Interactions, load_interac
 from training.metrics import evaluate
 from training.model import SeqRec, SeqRecConfig
 from training.splits import DAY_US, EvalSet, Split, make_split
-from training.tensors import Windows, training_windows, windows
+from training.tensors import Windows, training_windows, window_times, windows
 
 
 @dataclass
@@ -100,6 +100,7 @@ class Prepared:
         self.etypes = w.etypes[:, :-1].to(device)
         self.gaps = w.gaps[:, :-1].to(device)
         self.in_rows = w.rows[:, :-1].to(device)
+        self.times = window_times(x.ts, w.rows[:, :-1]).to(device)
         horizon = cfg.test_days * DAY_US if split.protocol == "time" and cfg.dense_targets else 0
         self.target_hi = torch.from_numpy(target_bounds(x, split.train_mask, horizon)).to(device)
         self.row_item = torch.from_numpy(x.item).to(device)
@@ -136,10 +137,12 @@ class Prepared:
         return torch.where(rows >= 0, self.row_feat[rows.clamp(min=0)], 0)
 
     def _eval_windows(self, es: EvalSet, max_len: int) -> tuple[Windows, torch.Tensor]:
+        """Windows of the evaluated histories on the device (`rows` holds their times)."""
         b = self.x.user_bounds()
         w = windows(self.x, b[es.users], es.hist_end, max_len)
-        w = Windows(*(t.to(self.device) for t in (w.items, w.etypes, w.gaps)), w.rows)
-        return w, self._feat_index(w.rows[:, -1]).to(self.device)
+        feat = self._feat_index(w.rows[:, -1]).to(self.device)
+        times = window_times(self.x.ts, w.rows).to(self.device)
+        return Windows(*(t.to(self.device) for t in (w.items, w.etypes, w.gaps)), times), feat
 
     def user_feats(self, idx: torch.Tensor) -> torch.Tensor:
         return self.feat_table[idx] if self.n_features else self.feat_table[idx][..., :0]
@@ -151,7 +154,7 @@ class Prepared:
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self.device.type == "cuda"):
                 return model.scores(w.items[r], w.etypes[r], w.gaps[r],
-                                    self.user_feats(f[r])).float()
+                                    self.user_feats(f[r]), w.rows[r]).float()
         return score
 
 
@@ -251,7 +254,7 @@ def train(settings: Settings, dataset: str | None = None, *, seed: int | None = 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 loss = model.loss(prep.inputs[idx, cols], prep.etypes[idx, cols],
                                   prep.gaps[idx, cols], prep.user_feats(prep.feat_idx[idx, cols]),
-                                  prep.targets(idx, cols, gen), neg)
+                                  prep.targets(idx, cols, gen), neg, prep.times[idx, cols])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
