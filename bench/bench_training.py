@@ -64,7 +64,7 @@ def _mean_excluding(home: Path, runs: list[str]) -> dict:
 
 def bench_ml(home: Path, env: dict) -> str:
     _prepare(env, "ml-100k")
-    cmd = ["--protocol", "loo", "--seeds", "1,2,3"]
+    cmd = ["--protocol", "loo", "--seeds", "1,2,3", "--patience", "10"]
     rep, wall, rss = _train(env, home, "ml-100k", cmd)
     m = rep["mean_test"]["model"]
     excl = _mean_excluding(home, rep["runs"])
@@ -73,7 +73,7 @@ def bench_ml(home: Path, env: dict) -> str:
         "interaction = test, second to last = validation), full ranking over all 1,682 items, "
         f"mean of seeds 1, 2, 3. `shoprec train --dataset ml-100k {' '.join(cmd)}`: {wall:.0f} s "
         f"for 3 seeds with baselines and export, peak RSS {rss:.0f} MiB, epochs {rep['epochs']} "
-        f"(early stopping, patience 5), {sum(rep['sequences_per_s']) / 3:,.0f} training "
+        f"(early stopping, patience 10), {sum(rep['sequences_per_s']) / 3:,.0f} training "
         f"sequences/s on {rep['device']}.\n\n**Every item ranked** (`exclude=none`, RecBole's "
         f"setting for sequential models):\n\n{_table(rep)}\n\n"
         f"Model: NDCG@10 {m['ndcg@10']:.4f}, Recall@20 {m['recall@20']:.4f} (floor: {FLOORS})."
