@@ -37,6 +37,7 @@ class Catalogue:
     categories: list[str]  # vocab, index 0 = padding / unknown
     brands: list[str]
     price_edges: list[float]  # PRICE_BUCKETS - 1 quantile edges
+    price: np.ndarray | None = None  # float64, NaN = unknown (buckets against other edges)
 
     @property
     def n_items(self) -> int:
@@ -92,9 +93,15 @@ def price_buckets(prices: np.ndarray) -> tuple[np.ndarray, list[float]]:
     if not known.any():
         return np.zeros(len(prices), dtype=np.int64), []
     edges = np.unique(np.quantile(prices[known], np.linspace(0, 1, PRICE_BUCKETS + 1)[1:-1]))
+    return bucketize(prices, edges), [float(e) for e in edges]
+
+
+def bucketize(prices: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Price bucket 1..len(edges) + 1 of each price against given edges (0 = unknown price)."""
+    known = np.isfinite(prices)
     out = np.zeros(len(prices), dtype=np.int64)
     out[known] = np.searchsorted(edges, prices[known], side="right") + 1
-    return out, [float(e) for e in edges]
+    return out
 
 
 def _vocab(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -137,7 +144,7 @@ def load_interactions(settings: Settings, dataset: str | None = None) -> Interac
     catalogue = Catalogue(
         item_ids=np.r_[np.array([""], dtype=object), ids],
         category=np.r_[0, cat], brand=np.r_[0, brand], price_bucket=np.r_[0, pb],
-        categories=categories, brands=brands, price_edges=edges)
+        categories=categories, brands=brands, price_edges=edges, price=np.r_[np.nan, price])
 
     item_index = catalogue.index()
     item = np.fromiter((item_index.get(i, 0) for i in ev["item_id"]), dtype=np.int64,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from shoprec.config import Settings, TrainingSettings
-from training.data import Catalogue, Interactions, load_interactions
+from training.data import Catalogue, Interactions, bucketize, load_interactions
 from training.export import ExportedModel
 from training.metrics import evaluate
 from training.splits import EvalSet, make_split
@@ -27,17 +27,12 @@ def item_matrix(exp: ExportedModel, c: Catalogue) -> tuple[np.ndarray, torch.Ten
     vocab = exp.meta["items"]
     cat = {v: i for i, v in enumerate(vocab["categories"])}
     brand = {v: i for i, v in enumerate(vocab["brands"])}
-    edges = np.asarray(vocab["price_edges"])
     vectors = exp.items[torch.from_numpy(to_export)].clone()
     new = np.flatnonzero(to_export == 0)[1:]
     if len(new):
-        # price buckets by the export's edges (bucket 0 = unknown price stays 0)
-        known = c.price_bucket[new] > 0
-        price = np.zeros(len(new), dtype=np.int64)
-        if len(edges) and known.any():
-            mid = np.asarray(c.price_edges + [np.inf])  # bucket b of the current edges: upper edge
-            upper = mid[np.clip(c.price_bucket[new][known] - 1, 0, len(mid) - 1)]
-            price[known] = np.searchsorted(edges, np.minimum(upper, edges[-1]), "right") + 1
+        # buckets by the export's edges: the current catalogue's quantiles may have moved
+        prices = c.price[new] if c.price is not None else np.full(len(new), np.nan)
+        price = bucketize(prices, np.asarray(vocab["price_edges"]))
         with torch.no_grad():
             vectors[torch.from_numpy(new)] = exp.model.side_vectors(
                 torch.tensor([cat.get(c.categories[i], 0) for i in c.category[new]]),

@@ -136,25 +136,27 @@ class Prepared:
             return torch.zeros_like(rows)
         return torch.where(rows >= 0, self.row_feat[rows.clamp(min=0)], 0)
 
-    def _eval_windows(self, es: EvalSet, max_len: int) -> tuple[Windows, torch.Tensor]:
-        """Windows of the evaluated histories on the device (`rows` holds their times)."""
+    def _eval_windows(self, es: EvalSet, max_len: int
+                      ) -> tuple[Windows, torch.Tensor, torch.Tensor]:
+        """Windows of the evaluated histories on the device, their times, their feature rows."""
         b = self.x.user_bounds()
         w = windows(self.x, b[es.users], es.hist_end, max_len)
         feat = self._feat_index(w.rows[:, -1]).to(self.device)
         times = window_times(self.x.ts, w.rows).to(self.device)
-        return Windows(*(t.to(self.device) for t in (w.items, w.etypes, w.gaps)), times), feat
+        w = Windows(*(t.to(self.device) for t in (w.items, w.etypes, w.gaps, w.rows)))
+        return w, times, feat
 
     def user_feats(self, idx: torch.Tensor) -> torch.Tensor:
         return self.feat_table[idx] if self.n_features else self.feat_table[idx][..., :0]
 
     def scorer(self, model: SeqRec):
         def score(es: EvalSet, rows: np.ndarray) -> torch.Tensor:
-            w, f = self.eval_inputs[es.name]
+            w, times, f = self.eval_inputs[es.name]
             r = torch.from_numpy(rows).to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self.device.type == "cuda"):
                 return model.scores(w.items[r], w.etypes[r], w.gaps[r],
-                                    self.user_feats(f[r]), w.rows[r]).float()
+                                    self.user_feats(f[r]), times[r]).float()
         return score
 
 
@@ -280,8 +282,7 @@ def train(settings: Settings, dataset: str | None = None, *, seed: int | None = 
         if stale >= cfg.patience or over_time:
             break
     bar.close()
-    best_model, _ = load_checkpoint(ckpt)
-    model.load_state_dict(best_model.state_dict())
+    model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True)["state_dict"])
     model.eval()
     metrics = {f"model/{es.name}": evaluate(score, es, mc.n_items, ks)
                for es in (split.valid, split.test)}
