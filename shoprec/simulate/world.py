@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shoprec.simulate.behaviour import BEHAVIOUR, Behaviour
 from shoprec.simulate.scales import Scale
 
 # name, median price, consumable (bought again on a cycle), repurchase cycle in days
@@ -72,10 +73,6 @@ class World:
     user_segment: np.ndarray       # [U] str
 
     @property
-    def n_items(self) -> int:
-        return len(self.item_cat)
-
-    @property
     def n_users(self) -> int:
         return len(self.user_signup_day)
 
@@ -92,7 +89,8 @@ def _brand_names(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(out)
 
 
-def build_world(scale: Scale, seed: int) -> World:
+def build_world(scale: Scale, seed: int, behaviour: Behaviour = BEHAVIOUR) -> World:
+    beh = behaviour
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE]))
     C = len(CATEGORIES)
     cat_names = np.array([c[0] for c in CATEGORIES])
@@ -128,8 +126,8 @@ def build_world(scale: Scale, seed: int) -> World:
     ).clip(0.5, None)
     # long tail: Zipf-like over a random rank, new items get a fresh draw too
     ranks = rng.permutation(N) + 1
-    item_pop = 1.0 / ranks**0.9
-    item_trend = rng.normal(0.0, 0.02, size=N)
+    item_pop = 1.0 / ranks**beh.popularity_exponent
+    item_trend = rng.normal(0.0, beh.trend_sd, size=N)
 
     order = np.lexsort((item_brand, item_cat))
     item_cat, item_brand, item_price = item_cat[order], item_brand[order], item_price[order]
@@ -161,11 +159,12 @@ def build_world(scale: Scale, seed: int) -> World:
         np.repeat(np.arange(scale.days), scale.new_users_per_day),
     ]).astype(np.int32)
     signup.sort(kind="stable")
-    taste = rng.dirichlet(np.full(C, 0.25), size=U).astype(np.float32)
-    taste = 0.92 * taste + 0.08 * cat_weight.astype(np.float32)  # everyone browses a little
+    taste = rng.dirichlet(np.full(C, beh.taste_concentration), size=U).astype(np.float32)
+    # everyone browses a little
+    taste = (1 - beh.browse_share) * taste + beh.browse_share * cat_weight.astype(np.float32)
     taste_cdf = np.cumsum(taste, axis=1)
     taste_cdf[:, -1] = 1.0
-    activity = rng.lognormal(0.0, 1.0, size=U)
+    activity = rng.lognormal(0.0, beh.activity_sd, size=U)
     q = np.quantile(activity, [0.5, 0.9])
     segment = np.where(activity > q[1], "power", np.where(activity > q[0], "regular", "casual"))
 
@@ -176,7 +175,7 @@ def build_world(scale: Scale, seed: int) -> World:
         cat_start=cat_start, pair_start=pair_start, cat_pair_start=cat_pair_start,
         item_complement=item_complement,
         user_signup_day=signup, user_taste=taste, user_taste_cdf=taste_cdf,
-        user_price_sens=rng.lognormal(0.0, 0.5, size=U).astype(np.float32),
-        user_activity=activity, user_loyalty=rng.beta(2.0, 4.0, size=U).astype(np.float32),
+        user_price_sens=rng.lognormal(0.0, beh.price_sens_sd, size=U).astype(np.float32),
+        user_activity=activity, user_loyalty=rng.beta(*beh.loyalty_beta, size=U).astype(np.float32),
         user_country=rng.choice(COUNTRIES, size=U, p=COUNTRY_P), user_segment=segment,
     )
