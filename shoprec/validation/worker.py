@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from shoprec.config import Settings
-from shoprec.validation.runner import ValidatorError, judge_batches
+from shoprec.validation.judge import ValidatorError, judge_batches
 
 
 def main(request: str, answer: str) -> int:

@@ -1,0 +1,180 @@
+"""Judge landing batches: read them, run the suites, return verdicts. Moves nothing, so a worker
+process can judge while the parent alone moves batches and writes the ledger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from shoprec.config import Settings
+from shoprec.lake import TABLES, content_hash, list_batches
+from shoprec.validation.failures import Failure, result_failures
+from shoprec.validation.gx_session import GxSession
+
+log = logging.getLogger(__name__)
+
+
+class ValidatorError(RuntimeError):
+    """The validator itself broke (an expectation raised): neither pass nor quarantine a batch."""
+
+
+@dataclass
+class Verdict:
+    """What a worker found about one batch; the parent acts on it (moves, ledger, report)."""
+
+    batch_dir: Path
+    content_hash: str
+    failures: list[Failure]
+    rows: dict[str, int]
+    gx_results: dict
+    seconds: float
+    docs: Path | None = None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["batch_dir"], d["docs"] = str(self.batch_dir), self.docs and str(self.docs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Verdict:
+        return cls(**{**d, "batch_dir": Path(d["batch_dir"]),
+                      "docs": d["docs"] and Path(d["docs"]),
+                      "failures": [Failure(**f) for f in d["failures"]]})
+
+
+def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
+                    out: Path) -> Path:
+    """The catalogue an event may reference: (kind, id, batch) for every validated batch (batch
+    '' so it always counts) and every pending batch, so batch k+1 may use items that batch k
+    introduced while both wait in landing. Unreadable files are left to their batch's verdict."""
+    import duckdb
+
+    parts = []
+    validated = list_batches("validated", dataset=dataset, settings=settings)
+    for kind, key in (("items", "item_id"), ("users", "user_id")):
+        for d in [*validated, *dirs]:
+            f = d / f"{kind}.parquet"
+            if not f.exists():
+                continue
+            tag = "" if d.parent.name == "validated" else d.name
+            parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, '{tag}' AS batch "
+                         f"FROM read_parquet('{f}')")
+    con = duckdb.connect()
+    try:
+        good = []
+        for q in parts:
+            try:
+                con.execute(f"DESCRIBE {q}")
+                good.append(q)
+            except duckdb.Error:
+                pass
+        body = " UNION ALL ".join(good) or \
+            "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS id, NULL::VARCHAR AS batch WHERE false"
+        con.execute(f"COPY ({body}) TO '{out}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return out
+
+
+def judge_batches(dirs: list[Path], settings: Settings, known: Path) -> list[Verdict]:
+    """Run the suites over `dirs` in one GX session."""
+    workdir = Path(tempfile.mkdtemp(prefix="shoprec-validate-"))
+    gxs = GxSession(settings, workdir)
+    out: list[Verdict] = []
+    try:
+        for d in dirs:
+            t0 = time.perf_counter()
+            h = content_hash(d)
+            failures, rows, gx_results = _judge(gxs, d, known)
+            out.append(Verdict(d, h, failures, rows, gx_results if failures else {},
+                               time.perf_counter() - t0))
+        if any(v.failures for v in out):
+            try:
+                docs = gxs.build_docs()
+                for v in out:
+                    v.docs = docs
+            except Exception as e:  # docs are a convenience; the verdict must not depend on it
+                log.warning("Data Docs not built: %s", e)
+    finally:
+        gxs.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def judge_in_workers(chunks: list[list[Path]], settings: Settings, known: Path,
+                     tmp: Path) -> list[Verdict]:
+    """One `python -m shoprec.validation.worker` process per chunk, JSON in and out: no pickles,
+    and no dependence on how the calling process was started (CLI, pytest, an Airflow task)."""
+    import subprocess
+    import sys
+
+    procs = []
+    for i, chunk in enumerate(chunks):
+        req, res = tmp / f"request-{i}.json", tmp / f"result-{i}.json"
+        req.write_text(json.dumps({"settings": settings.model_dump(mode="json"),
+                                   "dirs": [str(d) for d in chunk], "known": str(known)}))
+        procs.append((subprocess.Popen([sys.executable, "-m", "shoprec.validation.worker",
+                                        str(req), str(res)], stderr=subprocess.PIPE, text=True),
+                      res))
+    verdicts, errors = [], []
+    for proc, res in procs:
+        _, err = proc.communicate()
+        if proc.returncode == 0:
+            verdicts += [Verdict.from_json(v) for v in json.loads(res.read_text())]
+        elif proc.returncode == 3 and res.exists():
+            errors.append(json.loads(res.read_text())["validator_error"])
+        else:
+            errors.append(f"validation worker exited {proc.returncode}: {err.strip()[-2000:]}")
+    if errors:
+        raise ValidatorError("; ".join(errors))
+    return verdicts
+
+
+def _judge(gxs: GxSession, batch_dir: Path, known: Path,
+           ) -> tuple[list[Failure], dict[str, int], dict]:
+    failures: list[Failure] = []
+    rows: dict[str, int] = {}
+    results: dict = {}
+    if not (batch_dir / "events.parquet").exists():
+        failures.append(Failure("events", "batch_has_events_file", None,
+                                "events.parquet is missing from the batch"))
+    stray = sorted(p.name for p in batch_dir.iterdir()
+                   if p.is_file() and p.name not in {f"{t}.parquet" for t in TABLES})
+    if stray:
+        failures.append(Failure("batch", "known_files_only", None, f"unexpected files {stray}"))
+    _known_views(gxs, known, batch_dir.name)
+    for kind in TABLES:
+        f = batch_dir / f"{kind}.parquet"
+        if not f.exists():
+            continue
+        view = f"b_{kind}"
+        try:
+            _parquet_view(gxs, view, f)
+            rows[kind] = int(gxs.sql(f'SELECT count(*) FROM "{view}"')[0][0])
+        except Exception as e:  # duckdb raises its own types through SQLAlchemy
+            msg = str(e).splitlines()[0][:300]
+            failures.append(Failure(kind, "readable_parquet", None, f"cannot read {f}: {msg}"))
+            continue
+        res = gxs.run(view, kind)
+        results[kind] = res.to_json_dict()
+        fails, broken = result_failures(kind, res, gxs.fetcher(view))
+        if broken:
+            raise ValidatorError("; ".join(broken))
+        failures += fails
+    return failures, rows, results
+
+
+def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
+    gxs.sql(f"CREATE OR REPLACE VIEW \"{view}\" AS SELECT * FROM read_parquet('{path}')")
+
+
+def _known_views(gxs: GxSession, known: Path, batch_id: str) -> None:
+    # a batch may reference ids from validated batches and from pending batches before it
+    for kind, key in (("items", "item_id"), ("users", "user_id")):
+        gxs.sql(f"CREATE OR REPLACE VIEW known_{kind} AS SELECT id AS {key} FROM "
+                f"read_parquet('{known}') WHERE kind = '{kind}' AND batch <= '{batch_id}'")
