@@ -42,9 +42,11 @@ def _lookups(store, users: list[str], service) -> dict[str, tuple[float, float]]
 
 
 def main(scale: str = "large") -> None:
+    from feature_repo.data_sources import export_path
+    from feature_repo.names import SERVING_SERVICE, USER_DAILY
     from shoprec.config import FeastSettings, Settings
     from shoprec.features.materialize import materialize
-    from shoprec.features.store import features_dir, get_store
+    from shoprec.features.store import get_store
 
     home = Path(tempfile.mkdtemp(prefix="shoprec-bench-feast-"))
     env = {"SHOPREC_HOME": str(home)}
@@ -65,8 +67,8 @@ def main(scale: str = "large") -> None:
 
             users = [u for (u,) in duckdb.connect().execute(
                 f"select distinct user_id from read_parquet("
-                f"'{features_dir(s, 'shop')}/user_daily.parquet')").fetchall()]
-            svc = store.get_feature_service("recommender_v1")
+                f"'{export_path(s.feature_exports(), USER_DAILY)}')").fetchall()]
+            svc = store.get_feature_service(SERVING_SERVICE)
             results[backend] = (secs, _lookups(store, users, svc), len(users))
             store.teardown()
     finally:
@@ -81,7 +83,7 @@ def main(scale: str = "large") -> None:
         body += (f"| {backend} | {secs:.1f} | {total / secs:,.0f} | {lat['1 user'][0]:.2f} | "
                  f"{lat['1 user'][1]:.2f} | {lat['100 users'][0]:.2f} | "
                  f"{lat['100 users'][1]:.2f} |\n")
-    body += ("\nLookups go through the `recommender_v1` feature service (live sequence + 6 user "
+    body += (f"\nLookups go through the `{SERVING_SERVICE}` feature service (live sequence + 6 user "
              "features: 9 values per user), random users, in-process SDK calls after 20 warm-up "
              "calls; 2,000 single and 300 batch lookups.\n")
     write_section(f"feast ({scale})", f"python -m bench.bench_features {scale}", body)

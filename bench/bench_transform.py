@@ -14,13 +14,15 @@ import tempfile
 from pathlib import Path
 
 from bench.report import run_measured, write_section
+from shoprec.config import Settings
 
 BIN = Path(sys.executable).parent / "shoprec"
 
 
 
 def _timings(home: Path) -> list[tuple[str, str, float]]:
-    res = json.loads((home / "dbt" / "shop" / "target" / "run_results.json").read_text())
+    target = Settings(home=home).dbt_target("shop")
+    res = json.loads((target / "run_results.json").read_text())
     out = [(r["unique_id"], r["status"], r["execution_time"])
            for r in res["results"]]
     return sorted(out, key=lambda r: -r[2])
@@ -39,7 +41,7 @@ def main(scale: str = "large") -> None:
         events = subprocess.run(
             [sys.executable, "-c", "import duckdb,sys; print(duckdb.connect(sys.argv[1], "
              "read_only=True).execute('select count(*) from marts.fct_events').fetchone()[0])",
-             str(home / "warehouse" / "shop-analytics.duckdb")],
+             str(Settings(home=home).analytics_snapshot("shop"))],
             capture_output=True, text=True, check=True).stdout.split()[0]
         run_measured([*sh, "data", "simulate", "--scale", scale], env)
         run_measured([*sh, "validate"], env)

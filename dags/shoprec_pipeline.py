@@ -10,7 +10,9 @@ apply + materialize → (training and promotion join as they land).
   the task then fails, so nothing downstream runs on this run. Clean batches of the same run
   still move to `validated/`.
 - Trigger from the UI with *params*: `dataset` (lake namespace) and `batches` (empty = all).
-- Each stage updates an asset (`shoprec-validated`, `shoprec-warehouse`, `shoprec-online-features`)
+- Each stage updates an asset alias (`shoprec-validated`, `shoprec-warehouse`,
+  `shoprec-online-features`) with an event for the run's dataset: the concrete asset
+  `shoprec-<stage>-<dataset>` (URI = the stage's real location) and the dataset in `extra`,
   for data-aware downstream DAGs (retraining).
 - `full_refresh` rebuilds dbt's incremental models from scratch.
 - One task at a time (`max_active_tasks=1`): every dbt task writes the same DuckDB file, and
@@ -21,13 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
+from shoprec.pipeline import assets
 from shoprec.pipeline.dbt_cosmos import dbt_task_group
-
-VALIDATED = Asset("shoprec-validated", uri="file:///shoprec/lake/validated")
-WAREHOUSE = Asset("shoprec-warehouse", uri="file:///shoprec/warehouse")
-ONLINE_FEATURES = Asset("shoprec-online-features", uri="file:///shoprec/feast/online")
 
 
 @dag(
@@ -46,29 +45,29 @@ ONLINE_FEATURES = Asset("shoprec-online-features", uri="file:///shoprec/feast/on
     },
 )
 def shoprec_pipeline():
-    @task(outlets=[VALIDATED], retries=0)
-    def validate_landing(params: dict | None = None) -> dict:
+    @task(outlets=[assets.alias("validated")], retries=0)
+    def validate_landing(params: dict | None = None, outlet_events=None) -> dict:
         """Validate landing batches; fails when any batch is quarantined."""
         from shoprec.pipeline.tasks import validate_task
 
         p = params or {}
-        return validate_task(dataset=p.get("dataset"), batches=p.get("batches") or None)
+        return validate_task(dataset=p.get("dataset"), batches=p.get("batches") or None,
+                             outlet_events=outlet_events)
 
-    @task(outlets=[WAREHOUSE], retries=0)
-    def publish_snapshot(params: dict | None = None) -> str:
+    @task(outlets=[assets.alias("warehouse")], retries=0)
+    def publish_snapshot(params: dict | None = None, outlet_events=None) -> str:
         """Swap the analysts' snapshot to the warehouse dbt just built and tested."""
-        from shoprec.config import get_settings
-        from shoprec.transform.publish import publish_snapshot as publish
+        from shoprec.pipeline.tasks import publish_task
 
-        s = get_settings()
-        return str(publish(s, (params or {}).get("dataset") or s.dataset))
+        return publish_task(dataset=(params or {}).get("dataset"), outlet_events=outlet_events)
 
-    @task(outlets=[ONLINE_FEATURES], retries=1)
-    def feast_materialize(params: dict | None = None) -> dict:
+    @task(outlets=[assets.alias("online-features")], retries=1)
+    def feast_materialize(params: dict | None = None, outlet_events=None) -> dict:
         """Feast apply + incremental materialize of the new feature rows."""
         from shoprec.pipeline.tasks import materialize_task
 
-        return materialize_task(dataset=(params or {}).get("dataset"))
+        return materialize_task(dataset=(params or {}).get("dataset"),
+                                outlet_events=outlet_events)
 
     dbt_models = dbt_task_group("dbt", default_args={"retries": 0})
     validate_landing() >> dbt_models >> publish_snapshot() >> feast_materialize()

@@ -1,6 +1,6 @@
 """Data sources: Parquet exports of dbt's feature tables, and the push source for live events.
 
-Paths come from the features directory (`SHOPREC_HOME/features/<dataset>`), given when the
+Paths come from the exports directory (`Settings.feature_exports(dataset)`), given when the
 definitions are built, so one process can serve several stores (tests, datasets).
 """
 
@@ -11,16 +11,24 @@ from pathlib import Path
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 
+from feature_repo.names import EXPORTS, LIVE_EVENTS
 
-def batch_sources(features_dir: Path) -> dict[str, FileSource]:
-    def src(name: str) -> FileSource:
-        return FileSource(name=f"{name}_source", path=str(features_dir / f"{name}.parquet"),
+
+def export_path(exports_dir: Path, view: str) -> Path:
+    """Where a view's offline rows are exported (the one spelling of that file name)."""
+    return exports_dir / f"{view}.parquet"
+
+
+def batch_sources(exports_dir: Path) -> dict[str, FileSource]:
+    def src(view: str) -> FileSource:
+        return FileSource(name=f"{view}_source", path=str(export_path(exports_dir, view)),
                           file_format=ParquetFormat(), timestamp_field="event_timestamp")
 
-    return {n: src(n) for n in ("user_daily", "item_daily", "user_sequence")}
+    return {view: src(view) for view in EXPORTS}
 
 
-def live_events_push_source(features_dir: Path) -> PushSource:
-    """Live session events pushed by the serving layer; its batch source is the dbt sequence, so
-    materialization seeds the online sequence that pushes then extend."""
-    return PushSource(name="live_events", batch_source=batch_sources(features_dir)["user_sequence"])
+def live_events_push_source(sequence_source: FileSource) -> PushSource:
+    """Live session events pushed by the serving layer; its batch source is the dbt sequence
+    (the same object, so the repo holds one source of that name), so materialization seeds the
+    online sequence that pushes then extend."""
+    return PushSource(name=LIVE_EVENTS, batch_source=sequence_source)

@@ -1,23 +1,22 @@
-"""Every Feast object of Shoprec, built for one features directory."""
+"""Every Feast object of Shoprec, built for one dataset's exports directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import data_sources  # type: ignore[import-not-found]
-import feature_services  # type: ignore[import-not-found]
-import feature_views  # type: ignore[import-not-found]
-from entities import item, user  # type: ignore[import-not-found]
+from feature_repo import data_sources, feature_services, feature_views
+from feature_repo.entities import item, user
+from feature_repo.names import ITEM_DAILY, USER_DAILY, USER_LIVE_SEQUENCE, USER_SEQUENCE
 
 
-def build(features_dir: Path) -> list:
-    src = data_sources.batch_sources(features_dir)
-    push = data_sources.live_events_push_source(features_dir)
+def build(exports_dir: Path) -> list:
+    src = data_sources.batch_sources(exports_dir)
+    push = data_sources.live_events_push_source(src[USER_SEQUENCE])
     views = {
-        "user_daily": feature_views.user_daily(src["user_daily"]),
-        "item_daily": feature_views.item_daily(src["item_daily"]),
-        "user_sequence": feature_views.user_sequence(src["user_sequence"]),
-        "user_live_sequence": feature_views.user_live_sequence(push),
+        USER_DAILY: feature_views.user_daily(src[USER_DAILY]),
+        ITEM_DAILY: feature_views.item_daily(src[ITEM_DAILY]),
+        USER_SEQUENCE: feature_views.user_sequence(src[USER_SEQUENCE]),
+        USER_LIVE_SEQUENCE: feature_views.user_live_sequence(push),
     }
     return [user, item, *src.values(), push, *views.values(),
             *feature_services.services(views)]

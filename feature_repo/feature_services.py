@@ -5,23 +5,28 @@ from __future__ import annotations
 
 from feast import FeatureService, FeatureView
 
-SEQUENCE = ["recent_item_ids", "recent_event_types", "recent_event_times_us"]
-USER_ACTIVITY = ["views_7d", "purchases_30d", "spend_30d", "mean_price_paid_30d",
-                 "top_category_30d", "days_since_prev_active"]
+from feature_repo.names import (
+    SEQUENCE,
+    SERVING_SERVICE,
+    TRAINING_SERVICE,
+    USER_ACTIVITY,
+    USER_DAILY,
+    USER_LIVE_SEQUENCE,
+    USER_SEQUENCE,
+)
 
 
 def services(views: dict[str, FeatureView]) -> list[FeatureService]:
     return [
         FeatureService(
-            name="recommender_v1",
-            features=[views["user_live_sequence"][SEQUENCE],
-                      views["user_daily"][USER_ACTIVITY]],
+            name=SERVING_SERVICE,
+            features=[views[USER_LIVE_SEQUENCE][SEQUENCE], views[USER_DAILY][USER_ACTIVITY]],
             description="Sequence recommender v1: live sequence + user activity features.",
         ),
         FeatureService(
-            name="recommender_training_v1",
-            features=[views["user_sequence"][SEQUENCE], views["user_daily"][USER_ACTIVITY]],
-            description="recommender_v1's features as of a past time (point-in-time training "
-                        "sets read the daily sequence; serving reads the live one).",
+            name=TRAINING_SERVICE,
+            features=[views[USER_SEQUENCE][SEQUENCE], views[USER_DAILY][USER_ACTIVITY]],
+            description=f"{SERVING_SERVICE}'s features as of a past time (point-in-time "
+                        "training sets read the daily sequence; serving reads the live one).",
         ),
     ]

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from entities import item, user  # type: ignore[import-not-found]  (feature_repo is on sys.path)
 from feast import FeatureView, Field, FileSource, PushSource
 from feast.stream_feature_view import StreamFeatureView
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
+
+from feature_repo.entities import item, user
+from feature_repo.names import (
+    ITEM_DAILY,
+    SEQUENCE,
+    USER_DAILY,
+    USER_LIVE_SEQUENCE,
+    USER_SEQUENCE,
+)
 
 
 def user_daily(source: FileSource) -> FeatureView:
     counts = [f"{t}_{w}" for t in ("views", "clicks", "add_to_carts", "purchases")
               for w in ("1d", "7d", "30d")]
     return FeatureView(
-        name="user_daily", entities=[user], ttl=timedelta(days=30), source=source, online=True,
+        name=USER_DAILY, entities=[user], ttl=timedelta(days=30), source=source, online=True,
         schema=[*(Field(name=c, dtype=Int64) for c in counts),
                 Field(name="spend_30d", dtype=Float64),
                 Field(name="mean_price_paid_30d", dtype=Float64),
@@ -32,7 +40,7 @@ def user_daily(source: FileSource) -> FeatureView:
 
 def item_daily(source: FileSource) -> FeatureView:
     return FeatureView(
-        name="item_daily", entities=[item], ttl=timedelta(days=30), source=source, online=True,
+        name=ITEM_DAILY, entities=[item], ttl=timedelta(days=30), source=source, online=True,
         schema=[*(Field(name=f"{t}_{w}", dtype=Int64) for t in ("views", "purchases")
                   for w in ("1d", "7d", "30d")),
                 Field(name="ctr_30d", dtype=Float64),
@@ -46,15 +54,14 @@ def item_daily(source: FileSource) -> FeatureView:
     )
 
 
-SEQUENCE_FIELDS = [Field(name="recent_item_ids", dtype=Array(String)),
-                   Field(name="recent_event_types", dtype=Array(String)),
-                   Field(name="recent_event_times_us", dtype=Array(Int64)),
+_SEQUENCE_TYPES = dict(zip(SEQUENCE, (Array(String), Array(String), Array(Int64)), strict=True))
+SEQUENCE_FIELDS = [*(Field(name=n, dtype=t) for n, t in _SEQUENCE_TYPES.items()),
                    Field(name="sequence_length", dtype=Int64)]
 
 
 def user_sequence(source: FileSource) -> FeatureView:
     return FeatureView(
-        name="user_sequence", entities=[user], ttl=timedelta(days=90), source=source,
+        name=USER_SEQUENCE, entities=[user], ttl=timedelta(days=90), source=source,
         online=True, schema=SEQUENCE_FIELDS,
         description="The last N interactions at the end of each day (dbt, for training sets).",
     )
@@ -62,7 +69,7 @@ def user_sequence(source: FileSource) -> FeatureView:
 
 def user_live_sequence(push: PushSource) -> StreamFeatureView:
     return StreamFeatureView(
-        name="user_live_sequence", entities=[user], ttl=timedelta(days=90), source=push,
+        name=USER_LIVE_SEQUENCE, entities=[user], ttl=timedelta(days=90), source=push,
         online=True, schema=SEQUENCE_FIELDS, timestamp_field="event_timestamp",
         description="The last N interactions up to the latest pushed event (real-time).",
     )

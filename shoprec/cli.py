@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from feature_repo.names import SERVING_SERVICE, USER_KEY
 from shoprec.config import get_settings
 
 app = typer.Typer(help="Shoprec: real-time shop recommendations, end to end.", no_args_is_help=True)
@@ -111,7 +112,7 @@ def validate_cmd(
     console.print(f"[{'red' if bad else 'green'}]validate[/] {n['validated']} validated, "
                   f"{bad} quarantined, {n['unchanged']} unchanged in "
                   f"{time.perf_counter() - t0:.1f} s → {s.lake(dataset)}"
-                  + (f"; Data Docs: {s.data_docs_dir / 'index.html'}" if bad else ""))
+                  + (f"; Data Docs: {s.data_docs_index()}" if bad else ""))
     if bad:
         raise typer.Exit(1)
 
@@ -170,7 +171,7 @@ def features_materialize_cmd(
 @features_app.command("get")
 def features_get_cmd(
     user_id: list[str] = typer.Argument(..., help="User ids."),
-    service: str = typer.Option("recommender_v1", help="Feature service."),
+    service: str = typer.Option(SERVING_SERVICE, help="Feature service."),
     dataset: str = typer.Option(None, help="Dataset (default: shop)."),
 ) -> None:
     """Online lookup through a feature service (prints JSON)."""
@@ -180,7 +181,7 @@ def features_get_cmd(
 
     store = get_store(get_settings(), dataset)
     d = store.get_online_features(features=store.get_feature_service(service),
-                                  entity_rows=[{"user_id": u} for u in user_id]).to_dict()
+                                  entity_rows=[{USER_KEY: u} for u in user_id]).to_dict()
     typer.echo(json.dumps(d, default=str, indent=1))
 
 
@@ -267,12 +268,26 @@ def demo_cmd(
 
 
 @app.command("info")
-def info_cmd() -> None:
-    """Show the effective settings and where state lives."""
+def info_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) -> None:
+    """Show the effective settings and where every piece of state lives."""
     s = get_settings()
     for k, v in s.model_dump().items():
         typer.echo(f"{k} = {v}")
-    typer.echo(f"lake = {s.lake()}")
+    for name, path in s.locations(dataset).items():
+        typer.echo(f"{name} = {path}")
+
+
+@app.command("env")
+def env_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) -> None:
+    """Print `export` lines for the bare `dbt` and `feast` CLIs: eval "$(shoprec env)"."""
+    import shlex
+
+    from shoprec.features.store import write_yaml
+
+    s = get_settings()
+    write_yaml(s, dataset or s.dataset)  # what `feast -c feature_repo ...` reads
+    for k, v in s.tool_env(dataset).items():
+        typer.echo(f"export {k}={shlex.quote(v)}")
 
 
 def main() -> None:

@@ -32,7 +32,8 @@ class FeastSettings(BaseModel):
     online_store: str = "sqlite"  # sqlite | redis
     redis_connection: str = "127.0.0.1:6379"  # Feast's connection_string (host:port[,opts])
     project: str | None = None  # default: shoprec_<dataset>
-    sequence_length: int = 20  # live sequence kept online (matches dbt's recent_sequence_length)
+    sequence_length: int = 20  # interactions kept in a user's sequence: dbt's daily one (passed
+    # to dbt as SHOPREC_SEQUENCE_LENGTH) and the live one extended by pushes
 
 
 class TrainingSettings(BaseModel):
@@ -85,34 +86,161 @@ class Settings(BaseSettings):
     feast: FeastSettings = FeastSettings()
     training: TrainingSettings = TrainingSettings()
 
+    # ---------------------------------------------------------------- the map of SHOPREC_HOME
+    # Every runtime location is named here and nowhere else (tests/test_layout.py enforces it);
+    # dbt and Feast get theirs through `tool_env()` and the generated feature_store.yaml.
+
     @property
     def root(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def _ds(self, dataset: str | None) -> str:
+        return dataset or self.dataset
+
     def lake(self, dataset: str | None = None) -> Path:
-        return self.root / "lake" / (dataset or self.dataset)
+        return self.root / "lake" / self._ds(dataset)
 
     def zone(self, zone: str, dataset: str | None = None) -> Path:
         """One of landing / validated / quarantine of a dataset."""
         return self.lake(dataset) / zone
 
+    def validation_ledger(self, dataset: str | None = None) -> Path:
+        """Append-only verdicts of the gate, keyed by content hash."""
+        return self.lake(dataset) / "_validation_ledger.jsonl"
+
+    def warehouse(self, dataset: str | None = None) -> Path:
+        """The DuckDB file dbt writes (one writer at a time)."""
+        return self.root / "warehouse" / f"{self._ds(dataset)}.duckdb"
+
+    def analytics_snapshot(self, dataset: str | None = None) -> Path:
+        """The analysts' read-only copy: a symlink swapped atomically after each good build."""
+        return self.root / "warehouse" / f"{self._ds(dataset)}-analytics.duckdb"
+
+    def warehouse_snapshots(self) -> Path:
+        """Published warehouse copies behind the analytics symlinks (dataset in the name)."""
+        return self.root / "warehouse" / "snapshots"
+
+    def dbt_state(self, dataset: str | None = None) -> Path:
+        """dbt's target/ and logs/ of a dataset (never inside the repository)."""
+        return self.root / "dbt" / self._ds(dataset)
+
+    def dbt_target(self, dataset: str | None = None) -> Path:
+        return self.dbt_state(dataset) / "target"
+
+    def dbt_logs(self, dataset: str | None = None) -> Path:
+        return self.dbt_state(dataset) / "logs"
+
+    def dbt_docs(self, dataset: str | None = None) -> Path:
+        return self.dbt_target(dataset) / "index.html"
+
+    def dbt_manifest_cache(self) -> Path:
+        return self.cache_dir / "dbt-manifest"
+
+    def feast_state(self, dataset: str | None = None) -> Path:
+        """Feast's registry, SQLite online store, generated feature_store.yaml and locks."""
+        return self.root / "feast" / self._ds(dataset)
+
+    def feast_registry(self, dataset: str | None = None) -> Path:
+        return self.feast_state(dataset) / "registry.db"
+
+    def feast_online_db(self, dataset: str | None = None) -> Path:
+        return self.feast_state(dataset) / "online.db"
+
+    def feast_yaml(self, dataset: str | None = None) -> Path:
+        """Generated from these settings for the `feast` CLI (`shoprec features apply`)."""
+        return self.feast_state(dataset) / "feature_store.yaml"
+
+    def feast_locks(self, dataset: str | None = None) -> Path:
+        return self.feast_state(dataset) / "locks"
+
+    def feature_exports(self, dataset: str | None = None) -> Path:
+        """Parquet exports of dbt's feature tables: Feast's offline sources."""
+        return self.root / "features" / self._ds(dataset)
+
+    def runs_dir(self, dataset: str | None = None) -> Path:
+        """Training runs (checkpoints, exported models); the registry promotes from here."""
+        return self.root / "runs" / self._ds(dataset)
+
+    def model_registry(self) -> Path:
+        """Registered model versions and aliases (local default; S3 at scale via storage_uri)."""
+        return self.root / "registry"
+
+    def serving_state(self) -> Path:
+        """What the serving process keeps on disk (event spool, caches)."""
+        return self.root / "serving"
+
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    def movielens_cache(self) -> Path:
+        """MovieLens-100K's files once downloaded or unpacked from a wheel."""
+        return self.cache_dir / "movielens" / "ml-100k"
+
+    def wheel_cache(self) -> Path:
+        """Wheels a user put on disk for offline imports (e.g. recbole's, holding ml-100k)."""
+        return self.cache_dir / "wheels"
 
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
     @property
-    def runs_dir(self) -> Path:
-        """Training runs (checkpoints, exported models); the registry promotes from here."""
-        return self.root / "runs"
-
-    @property
     def data_docs_dir(self) -> Path:
         """The Great Expectations Data Docs site (open index.html)."""
         return self.reports_dir / "data_docs"
+
+    def data_docs_index(self) -> Path:
+        return self.data_docs_dir / "index.html"
+
+    def import_rejects(self, dataset: str | None = None, batch_id: str | None = None,
+                       kind: str = "events") -> Path:
+        """Rows an importer refused (the folder, or one batch's file), kept outside the lake."""
+        folder = self.reports_dir / "imports" / self._ds(dataset)
+        return folder / f"{batch_id}_rejected_{kind}.parquet" if batch_id else folder
+
+    def training_report(self, dataset: str | None = None, protocol: str = "time") -> Path:
+        return self.reports_dir / "training" / f"{self._ds(dataset)}-{protocol}.json"
+
+    def locations(self, dataset: str | None = None) -> dict[str, Path]:
+        """Every location of a dataset by name (`shoprec info`, the README's map)."""
+        ds = self._ds(dataset)
+        return {
+            "landing": self.zone("landing", ds), "validated": self.zone("validated", ds),
+            "quarantine": self.zone("quarantine", ds),
+            "validation_ledger": self.validation_ledger(ds), "warehouse": self.warehouse(ds),
+            "analytics_snapshot": self.analytics_snapshot(ds),
+            "warehouse_snapshots": self.warehouse_snapshots(), "dbt_state": self.dbt_state(ds),
+            "feast_state": self.feast_state(ds), "feast_yaml": self.feast_yaml(ds),
+            "feature_exports": self.feature_exports(ds), "runs": self.runs_dir(ds),
+            "model_registry": self.model_registry(), "serving_state": self.serving_state(),
+            "reports": self.reports_dir, "data_docs": self.data_docs_dir,
+            "import_rejects": self.import_rejects(ds), "cache": self.cache_dir,
+        }
+
+    def uri(self, path: Path) -> str:
+        """A location as a URI: `file://` today; under `storage_uri` (s3://…) once a stage
+        lives on object storage, with the same path relative to the home."""
+        path = Path(path)
+        if self.storage_uri and path.is_relative_to(self.root):
+            return f"{self.storage_uri.rstrip('/')}/{path.relative_to(self.root).as_posix()}"
+        return path.resolve().as_uri()
+
+    def online_store_uri(self, dataset: str | None = None) -> str:
+        """The online store of a dataset as a URI (SQLite file or Redis server)."""
+        if self.feast.online_store == "redis":
+            return f"redis://{self.feast.redis_connection.split(',')[0]}/{self._ds(dataset)}"
+        return self.uri(self.feast_online_db(dataset))
+
+    def tool_env(self, dataset: str | None = None) -> dict[str, str]:
+        """The locations dbt (profiles.yml, sources) and the Feast CLI read, as environment
+        variables: the only way those tools learn where anything is."""
+        ds = self._ds(dataset)
+        return {"SHOPREC_HOME": str(self.root), "SHOPREC_DATASET": ds,
+                "SHOPREC_WAREHOUSE": str(self.warehouse(ds)),
+                "SHOPREC_VALIDATED": str(self.zone("validated", ds)),
+                "SHOPREC_SEQUENCE_LENGTH": str(self.feast.sequence_length),
+                "FEAST_FS_YAML_FILE_PATH": str(self.feast_yaml(ds))}
 
 
 @lru_cache(maxsize=1)

@@ -40,7 +40,7 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
                       f"{n['unchanged']} unchanged → {s.lake(dataset)}")
         if n["quarantined"]:
             console.print(f"   [red]see {s.zone('quarantine', dataset)} and "
-                          f"{s.data_docs_dir / 'index.html'}[/]")
+                          f"{s.data_docs_index()}[/]")
 
     from shoprec.transform import transform
     from shoprec.transform.runner import generate_docs

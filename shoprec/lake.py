@@ -9,15 +9,13 @@ a half-written batch and a crash leaves nothing behind but a `.tmp-*` directory.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
 
 ZONES = ("landing", "validated", "quarantine")
@@ -42,28 +40,12 @@ def write_batch(
     unknown = set(tables) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown batch tables {sorted(unknown)}; expected {TABLES}")
-    zone_dir = settings.zone(zone, dataset)
-    zone_dir.mkdir(parents=True, exist_ok=True)
-    final = zone_dir / batch_id
-    tmp = zone_dir / f".tmp-{batch_id}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    final = settings.zone(zone, dataset) / batch_id
+    # atomic on one filesystem; the rename fails if `final` exists
+    with atomic_path(final, directory=True, replace=False, durable=True) as tmp:
         for name, table in tables.items():
             write_parquet(table, tmp / f"{name}.parquet")
-        _fsync_dir(tmp)
-        os.rename(tmp, final)  # atomic on one filesystem; fails if `final` exists
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def find_batch(batch_id: str, *, dataset: str | None = None,

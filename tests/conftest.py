@@ -39,3 +39,21 @@ def tiny_shop(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     s = Settings(home=tmp_path_factory.mktemp("tiny-shop"))
     simulate("tiny", seed=7, settings=s)
     return s
+
+
+@pytest.fixture(scope="session")
+def built_shop(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The tiny shop (seed 3, 20 days) validated, built by dbt and materialized in Feast (SQLite,
+    default project) once per session, for every integration test that only reads it. A test
+    that writes (its own Feast project, training runs) must not change what others read."""
+    from shoprec.features.materialize import materialize
+    from shoprec.simulate import simulate
+    from shoprec.transform import transform
+    from shoprec.validation import validate
+
+    s = Settings(home=tmp_path_factory.mktemp("built-shop"))
+    simulate("tiny", seed=3, days=20, settings=s)
+    assert all(r.ok for r in validate(settings=s, workers=1))
+    transform(settings=s)
+    materialize(settings=s)
+    return s

@@ -13,34 +13,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.data_sources import export_path
 from shoprec.config import FeastSettings, Settings
 from shoprec.features.live import LiveSequences
 from shoprec.features.materialize import materialize
-from shoprec.features.store import features_dir, get_store
-from shoprec.simulate import simulate
-from shoprec.transform import transform
-from shoprec.validation import validate
+from shoprec.features.store import get_store
 
 USER_FEATURES = ["views_7d", "purchases_30d", "spend_30d", "top_category_30d"]
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory):
-    """The tiny shop, validated and built by dbt once for the module."""
-    home = tmp_path_factory.mktemp("feast")
-    s = Settings(home=home)
-    simulate("tiny", seed=21, days=12, settings=s)
-    validate(settings=s, workers=1)
-    transform(settings=s)
-    return home
-
-
 @pytest.fixture(params=["sqlite", "redis"], scope="module")
-def fs(request, warehouse):
-    """(settings, store) with everything materialized, one Feast project per backend run."""
+def fs(request, built_shop):
+    """(settings, store) with everything materialized into a Feast project of its own per
+    backend, over the session's built shop."""
     project = f"t_{request.param}_{uuid.uuid4().hex[:8]}"
-    s = Settings(home=warehouse, feast=FeastSettings(online_store=request.param,
-                                                     project=project))
+    s = Settings(home=built_shop.home, feast=FeastSettings(online_store=request.param,
+                                                           project=project))
     report = materialize(settings=s)
     store = get_store(s)
     yield s, store, report
@@ -55,8 +43,8 @@ def fs(request, warehouse):
 def _offline(s: Settings, name: str) -> pd.DataFrame:
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        return con.execute(f"select * from read_parquet('{features_dir(s, 'shop')}/{name}.parquet')"
-                           ).df()
+        path = export_path(s.feature_exports("shop"), name)
+        return con.execute(f"select * from read_parquet('{path}')").df()
 
 
 def test_materialize_is_incremental_and_idempotent(fs):

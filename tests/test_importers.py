@@ -84,8 +84,8 @@ def test_movielens_offline_from_a_wheel_on_disk(ml: tuple[Settings, Path], tmp_p
     wheel = _find_wheel(ml[0])
     assert wheel is not None
     s = Settings(home=tmp_path / "home")
-    (s.cache_dir / "wheels").mkdir(parents=True)
-    shutil.copy(wheel, s.cache_dir / "wheels" / wheel.name)
+    s.wheel_cache().mkdir(parents=True)
+    shutil.copy(wheel, s.wheel_cache() / wheel.name)
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("the network was used")
@@ -94,7 +94,7 @@ def test_movielens_offline_from_a_wheel_on_disk(ml: tuple[Settings, Path], tmp_p
     monkeypatch.setattr(subprocess, "run", no_network)
     report = import_movielens(dataset="ml-offline", settings=s)
     assert report.imported == {"events": 100_000, "items": 1_682, "users": 943}
-    assert sorted(p.name for p in (s.cache_dir / "movielens" / "ml-100k").iterdir()) == [
+    assert sorted(p.name for p in s.movielens_cache().iterdir()) == [
         "ml-100k.inter", "ml-100k.item", "ml-100k.user"]
 
 

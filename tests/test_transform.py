@@ -12,7 +12,6 @@ import pytest
 from shoprec.config import Settings
 from shoprec.simulate import simulate
 from shoprec.transform import transform
-from shoprec.transform.publish import analytics_path
 from shoprec.validation import validate
 
 FEATURES = ("feat_user_daily", "feat_item_daily", "feat_user_recent_sequence")
@@ -25,7 +24,7 @@ def _land(s: Settings, days: int) -> None:
 
 def _analytics(s: Settings) -> duckdb.DuckDBPyConnection:
     """Read what analysts read: the published snapshot (dbt keeps the warehouse open in-process)."""
-    return duckdb.connect(str(analytics_path(s, "shop")), read_only=True)
+    return duckdb.connect(str(s.analytics_snapshot("shop")), read_only=True)
 
 
 def _table(s: Settings, name: str, schema: str = "features", exclude: str | tuple = ()) -> list:
@@ -108,7 +107,7 @@ def test_a_new_day_rebuilds_only_its_partitions(tmp_path):
 
 def test_analyst_connection_never_blocks_or_sees_half_a_build(built):
     s, _ = built
-    link = analytics_path(s, "shop")
+    link = s.analytics_snapshot("shop")
     reader = duckdb.connect(str(link), read_only=True)
     counts, errors = [], []
     done = threading.Event()

@@ -6,41 +6,32 @@ nanosecond tz-aware Parquet timestamps). Each file is written to a temp name and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from feature_repo.data_sources import export_path
+from feature_repo.names import EXPORTS
+from shoprec import atomic
 from shoprec.config import Settings
-from shoprec.features.store import features_dir
-
-EXPORTS = {
-    "user_daily": "features.feat_user_daily",
-    "item_daily": "features.feat_item_daily",
-    "user_sequence": "features.feat_user_recent_sequence",
-}
 
 
 def export_features(settings: Settings, dataset: str) -> dict[str, int]:
     import duckdb
 
-    from shoprec.transform.publish import analytics_path
-
-    src = analytics_path(settings, dataset)
+    src = settings.analytics_snapshot(dataset)
     if not src.exists():
         raise FileNotFoundError(f"no published warehouse at {src}: run `shoprec transform` first")
-    out_dir = features_dir(settings, dataset)
+    out_dir = settings.feature_exports(dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = {}
     con = duckdb.connect(str(src), read_only=True)
     try:
         con.execute("SET TimeZone = 'UTC'")
-        for name, table in EXPORTS.items():
-            final = out_dir / f"{name}.parquet"
-            tmp = out_dir / f".{name}.parquet.tmp"
-            con.execute(f"COPY (SELECT * EXCLUDE (dbt_invocation_id, built_at) FROM {table} "
-                        f"ORDER BY event_timestamp) TO '{tmp}' (FORMAT parquet, "
-                        f"COMPRESSION zstd)")
-            os.replace(tmp, final)
-            rows[name] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        for view, table in EXPORTS.items():
+            with atomic.atomic_path(export_path(out_dir, view)) as tmp:
+                con.execute(f"COPY (SELECT * EXCLUDE (dbt_invocation_id, built_at) FROM {table} "
+                            f"ORDER BY event_timestamp) TO '{tmp}' (FORMAT parquet, "
+                            f"COMPRESSION zstd)")
+            rows[view] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
         con.close()
     return rows

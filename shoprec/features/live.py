@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from feature_repo.names import LIVE_EVENTS, SEQUENCE, USER_KEY, USER_LIVE_SEQUENCE
 from shoprec.config import Settings, get_settings
 
-VIEW = "user_live_sequence"
-FIELDS = ("recent_item_ids", "recent_event_types", "recent_event_times_us")
 STRIPES = 256
+ITEMS, TYPES, TIMES = SEQUENCE
 
 
 class LiveSequences:
@@ -36,7 +36,7 @@ class LiveSequences:
             host, _, rest = self.settings.feast.redis_connection.partition(":")
             port = int(rest.split(",")[0] or 6379)
             self._redis = redis.Redis(host=host, port=port)
-        self._lock_dir = self.settings.root / "feast" / self.dataset / "locks"
+        self._lock_dir = self.settings.feast_locks(self.dataset)
         self._lock_dir.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
@@ -58,11 +58,10 @@ class LiveSequences:
     def get(self, user_id: str) -> list[tuple[int, str, str]]:
         """The online sequence as (time µs, item_id, event_type), oldest first."""
         d = self.store.get_online_features(
-            features=[f"{VIEW}:{f}" for f in FIELDS], entity_rows=[{"user_id": user_id}],
+            features=[f"{USER_LIVE_SEQUENCE}:{f}" for f in SEQUENCE],
+            entity_rows=[{USER_KEY: user_id}],
         ).to_dict()
-        times, items, types = (d[f][0] or [] for f in ("recent_event_times_us",
-                                                        "recent_item_ids",
-                                                        "recent_event_types"))
+        times, items, types = (d[f][0] or [] for f in (TIMES, ITEMS, TYPES))
         return list(zip(times, items, types, strict=True))
 
     def push(self, user_id: str, item_id: str, event_type: str,
@@ -84,14 +83,14 @@ class LiveSequences:
                 self._last_row_us = row_us
             latest = dt.datetime.fromtimestamp(row_us / 1_000_000, dt.UTC)
             df = pd.DataFrame({
-                "user_id": [user_id],
-                "recent_event_times_us": [[e[0] for e in seq]],
-                "recent_item_ids": [[e[1] for e in seq]],
-                "recent_event_types": [[e[2] for e in seq]],
+                USER_KEY: [user_id],
+                TIMES: [[e[0] for e in seq]],
+                ITEMS: [[e[1] for e in seq]],
+                TYPES: [[e[2] for e in seq]],
                 "sequence_length": [len(seq)],
                 "event_timestamp": [pd.Timestamp(latest)],
             })
             from feast.data_source import PushMode
 
-            self.store.push("live_events", df, to=PushMode.ONLINE)
+            self.store.push(LIVE_EVENTS, df, to=PushMode.ONLINE)
         return seq

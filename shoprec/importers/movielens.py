@@ -14,8 +14,8 @@ every rating is one interaction):
 
 Sources, first hit wins: (a) `source`, a directory of raw GroupLens files (`u.data`, `u.item`,
 `u.user`) or RecBole atomic files (`ml-100k.inter/.item/.user`); (b) the extracted copy cached under
-`<cache_dir>/movielens/ml-100k`; (c) a `recbole==1.2.1` wheel already on disk, in
-`<cache_dir>/wheels` (all under SHOPREC_HOME); (d) GroupLens' ml-100k.zip (5 s timeout);
+`Settings.movielens_cache()`; (c) a `recbole==1.2.1` wheel already on disk, in
+`Settings.wheel_cache()` (both under SHOPREC_HOME); (d) GroupLens' ml-100k.zip (5 s timeout);
 (e) `pip download` of that wheel, whose `recbole/dataset_example/ml-100k/` holds the atomic
 files. Disk comes before network; whatever is fetched is extracted into (b): later runs are offline.
 """
@@ -182,7 +182,7 @@ def to_contract(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
 
 
 def _resolve_source(settings: Settings) -> Path:
-    cache = settings.cache_dir / "movielens" / "ml-100k"
+    cache = settings.movielens_cache()
     try:
         return _layout_dir(cache)
     except FileNotFoundError:
@@ -205,7 +205,7 @@ def _resolve_source(settings: Settings) -> Path:
 
 
 def _find_wheel(settings: Settings) -> Path | None:
-    for whl in sorted((settings.cache_dir / "wheels").glob(RECBOLE_WHEEL_GLOB)):
+    for whl in sorted(settings.wheel_cache().glob(RECBOLE_WHEEL_GLOB)):
         if _wheel_ok(whl):
             return whl
     return None
@@ -222,7 +222,7 @@ def _wheel_ok(whl: Path) -> bool:
 
 def _download_wheel(settings: Settings, tried: list[str]) -> Path:
     """`pip download` through the user's own pip configuration (index, proxy, certificates)."""
-    dest = settings.cache_dir / "wheels"
+    dest = settings.wheel_cache()
     dest.mkdir(parents=True, exist_ok=True)
     log.info("pip download %s → %s", RECBOLE, dest)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
 from shoprec.contract import EVENT_TYPES, KEYS, SCHEMAS, ContractError, conform
 from shoprec.importers import ImportReport
@@ -117,12 +116,12 @@ def import_file(
     kept = table.filter(keep)
     rejected_path = None
     if kept.num_rows < table.num_rows:
-        rejected_path = (settings.reports_dir / "imports" / dataset /
-                         f"{batch_id}_rejected_{kind}.parquet")
+        rejected_path = settings.import_rejects(dataset, batch_id, kind)
         bad = pc.invert(keep)
         rejects = table.filter(bad).append_column("reject_reason", reason.filter(bad))
         rows = pa.array(range(table.num_rows), pa.int64()).filter(bad)
-        _write_atomic(rejects.append_column("source_row", rows), rejected_path)
+        with atomic_path(rejected_path) as tmp:
+            write_parquet(rejects.append_column("source_row", rows), tmp)
     if kept.num_rows == 0:
         # only unknown event types can reject every row (the first of repeated keys is kept)
         raise ContractError(source, "event_type", f"all {table.num_rows} rows were rejected: "
@@ -207,13 +206,3 @@ def _row_rules(table: pa.Table, kind: str) -> tuple[pa.Array, pa.Array]:
                       np.where(dup, f"duplicate {key} (the first row with it was kept)", None))
     return pa.array(~(bad_type | dup)), pa.array(reason, pa.string())
 
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        write_parquet(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

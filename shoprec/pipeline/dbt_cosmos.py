@@ -8,9 +8,10 @@ only hash the project's files. Nothing is written into `dbt_project/`.
 
 At run time each task invokes dbtRunner in the worker's process on a throwaway copy of the project
 (cosmos' ExecutionMode.LOCAL), so dbt's target/ and logs/ never land in the repository either.
-`SHOPREC_HOME` (absolute, resolved in the worker) and `SHOPREC_DATASET` (the run's `dataset`
-param) reach dbt through the operators' `env`, filled in by `prepare_dbt_task` just before each
-task runs. The group passes `--full-refresh` to the model runs when the run's `full_refresh` is on.
+The locations dbt reads (`Settings.tool_env()`: the warehouse and the validated zone of the
+run's `dataset` param, resolved in the worker) reach dbt through the operators' `env`, filled in
+by `prepare_dbt_task` just before each task runs. The group passes `--full-refresh` to the
+model runs when the run's `full_refresh` is on.
 """
 
 from __future__ import annotations
@@ -31,19 +32,17 @@ _DBT_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # also keeps .user.yml o
 def prepare_dbt_task(context) -> None:
     """pre_execute hook of every dbt task, in the worker: point dbt at this run's warehouse.
 
-    dbt reads SHOPREC_HOME and SHOPREC_DATASET from its environment (profiles.yml, sources);
-    unset, they would default to a `.shoprec` inside cosmos' throwaway copy of the project. The
-    operator's `env` is filled here rather than at parse time: the home is the worker's (absolute)
-    and the dataset the run's `dataset` param. DuckDB will not create the warehouse's folder.
+    dbt reads its locations from the environment (profiles.yml, sources). The operator's `env` is
+    filled here rather than at parse time: the home is the worker's (absolute) and the dataset
+    the run's `dataset` param. DuckDB will not create the warehouse's folder.
     """
     from shoprec.config import get_settings
-    from shoprec.transform.runner import warehouse_path
 
     s = get_settings()
     dataset = (context.get("params") or {}).get("dataset") or s.dataset
-    warehouse_path(s, dataset).parent.mkdir(parents=True, exist_ok=True)
+    s.warehouse(dataset).parent.mkdir(parents=True, exist_ok=True)
     task = context["task"]
-    task.env = {**(task.env or {}), "SHOPREC_HOME": str(s.root), "SHOPREC_DATASET": dataset}
+    task.env = {**(task.env or {}), **s.tool_env(dataset)}
 
 
 def _project_key() -> str:
@@ -59,12 +58,12 @@ def _project_key() -> str:
     return h.hexdigest()[:16]
 
 
-def project_manifest(cache_dir: Path | None = None) -> Path:
+def project_manifest() -> Path:
     """dbt's manifest.json of the current project, from the cache or a fresh `dbt parse`."""
-    if cache_dir is None:
-        from shoprec.config import get_settings
+    from shoprec.config import get_settings
 
-        cache_dir = get_settings().cache_dir / "dbt-manifest"
+    s = get_settings()
+    cache_dir = s.dbt_manifest_cache()
     manifest = cache_dir / f"manifest-{_project_key()}.json"
     if manifest.exists():
         return manifest
@@ -73,11 +72,12 @@ def project_manifest(cache_dir: Path | None = None) -> Path:
         cmd = [sys.executable, "-c", "from dbt.cli.main import cli; cli()", "parse", "--quiet",
                "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", f"{tmp}/target", "--log-path", f"{tmp}/logs"]
-        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **_DBT_ENV},
+        env = {**os.environ, **s.tool_env(), **_DBT_ENV}
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env,
                            timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"dbt parse failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-        os.replace(Path(tmp) / "target" / "manifest.json", manifest)  # atomic for racing parsers
+        os.replace(Path(tmp) / "target" / "manifest.json", manifest)  # atomic: racing parsers
     for old in cache_dir.glob("manifest-*.json"):
         if old != manifest:
             old.unlink(missing_ok=True)

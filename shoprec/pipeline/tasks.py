@@ -1,8 +1,10 @@
-"""What each pipeline task does. DAG files only wire these together."""
+"""What each pipeline task does. DAG files only wire these together; each task reports the
+stage's asset event for the run's dataset (`outlet_events`, None outside Airflow)."""
 
 from __future__ import annotations
 
 from shoprec.config import Settings, get_settings
+from shoprec.pipeline import assets
 
 
 class BatchesQuarantined(RuntimeError):
@@ -10,12 +12,13 @@ class BatchesQuarantined(RuntimeError):
 
 
 def validate_task(dataset: str | None = None, batches: list[str] | None = None,
-                  settings: Settings | None = None) -> dict:
+                  settings: Settings | None = None, outlet_events=None) -> dict:
     """Validate landing batches; raise (failing the task, stopping downstream) if any was
     quarantined, after every clean batch of the run has moved on."""
     from shoprec.validation import validate
 
     s = settings or get_settings()
+    dataset = dataset or s.dataset
     results = validate(batches or None, dataset=dataset, settings=s)
     summary = {
         "validated": [r.batch_id for r in results if r.status == "validated"],
@@ -28,23 +31,46 @@ def validate_task(dataset: str | None = None, batches: list[str] | None = None,
             f"{len(summary['quarantined'])} batch(es) quarantined under "
             f"{s.zone('quarantine', dataset)} ({len(summary['validated'])} clean ones "
             f"validated):\n{lines}")
+    assets.record(outlet_events, "validated", dataset, {"batches": summary["validated"]}, s)
     return summary
 
 
 def transform_task(dataset: str | None = None, full_refresh: bool = False,
-                   settings: Settings | None = None) -> dict:
+                   settings: Settings | None = None, outlet_events=None) -> dict:
     """dbt build on the validated zone, then publish the analysts' snapshot."""
     from shoprec.transform import transform
 
-    report = transform(settings=settings, dataset=dataset, full_refresh=full_refresh)
-    return {"warehouse": str(report.warehouse), "snapshot": str(report.snapshot),
-            "counts": report.counts, "seconds": round(report.seconds, 1)}
+    s = settings or get_settings()
+    dataset = dataset or s.dataset
+    report = transform(settings=s, dataset=dataset, full_refresh=full_refresh)
+    out = {"warehouse": str(report.warehouse), "snapshot": str(report.snapshot),
+           "counts": report.counts, "seconds": round(report.seconds, 1)}
+    assets.record(outlet_events, "warehouse", dataset, {"counts": report.counts}, s)
+    return out
 
 
-def materialize_task(dataset: str | None = None, settings: Settings | None = None) -> dict:
+def publish_task(dataset: str | None = None, settings: Settings | None = None,
+                 outlet_events=None) -> str:
+    """Swap the analysts' snapshot to the warehouse dbt just built and tested."""
+    from shoprec.transform.publish import publish_snapshot
+
+    s = settings or get_settings()
+    dataset = dataset or s.dataset
+    link = publish_snapshot(s, dataset)
+    assets.record(outlet_events, "warehouse", dataset, {"snapshot": link.name}, s)
+    return str(link)
+
+
+def materialize_task(dataset: str | None = None, settings: Settings | None = None,
+                     outlet_events=None) -> dict:
     """Feast apply + incremental materialize of what dbt just built."""
     from shoprec.features.materialize import materialize
 
-    r = materialize(settings=settings, dataset=dataset)
-    return {"exported": r.exported, "seconds": round(r.seconds, 1),
-            "windows": {k: v and [str(v[0]), str(v[1])] for k, v in r.windows.items()}}
+    s = settings or get_settings()
+    dataset = dataset or s.dataset
+    r = materialize(settings=s, dataset=dataset)
+    out = {"exported": r.exported, "seconds": round(r.seconds, 1),
+           "windows": {k: v and [str(v[0]), str(v[1])] for k, v in r.windows.items()}}
+    assets.record(outlet_events, "online-features", dataset,
+                  {"views": sorted(k for k, v in r.windows.items() if v)}, s)
+    return out

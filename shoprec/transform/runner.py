@@ -33,10 +33,6 @@ class TransformReport:
                 + (f"; analysts: {self.snapshot}" if self.snapshot else ""))
 
 
-def warehouse_path(settings: Settings, dataset: str) -> Path:
-    return settings.root / "warehouse" / f"{dataset}.duckdb"
-
-
 @contextlib.contextmanager
 def _env(values: dict[str, str]) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in values}
@@ -57,12 +53,10 @@ def run_dbt(args: list[str], *, settings: Settings | None = None, dataset: str |
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
-    state = s.root / "dbt" / dataset
-    warehouse_path(s, dataset).parent.mkdir(parents=True, exist_ok=True)
+    s.warehouse(dataset).parent.mkdir(parents=True, exist_ok=True)
     full = [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
-            "--target-path", str(state / "target"), "--log-path", str(state / "logs")]
-    with _env({"SHOPREC_HOME": str(s.root), "SHOPREC_DATASET": dataset,
-               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
+            "--target-path", str(s.dbt_target(dataset)), "--log-path", str(s.dbt_logs(dataset))]
+    with _env({**s.tool_env(dataset), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):
         res = dbtRunner().invoke(full)
     if not res.success:
         raise DbtError(_describe_failure(args, res))
@@ -98,7 +92,7 @@ def transform(*, settings: Settings | None = None, dataset: str | None = None,
         counts[status] = counts.get(status, 0) + 1
         timings.append((r.node.unique_id, status, float(r.execution_time or 0.0)))
     snapshot = publish_snapshot(s, dataset) if publish else None
-    return TransformReport(dataset, warehouse_path(s, dataset), snapshot,
+    return TransformReport(dataset, s.warehouse(dataset), snapshot,
                            time.perf_counter() - t0, timings, counts)
 
 
@@ -107,4 +101,4 @@ def generate_docs(*, settings: Settings | None = None, dataset: str | None = Non
     s = settings or get_settings()
     dataset = dataset or s.dataset
     run_dbt(["docs", "generate"], settings=s, dataset=dataset)
-    return s.root / "dbt" / dataset / "target" / "index.html"
+    return s.dbt_docs(dataset)

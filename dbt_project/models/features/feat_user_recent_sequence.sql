@@ -2,7 +2,7 @@
 -- The user's last N interactions (items and event types, oldest first) as of the end of each
 -- active day: the sequence model's input. An incremental run reads the whole history of the
 -- users active on the new days only.
-{% set n = var('recent_sequence_length') %}
+{% set n = var('recent_sequence_length') | int %}
 
 with
 {% if is_incremental() %}
