@@ -83,9 +83,9 @@ def main(scale: str = "large") -> None:
         body += (f"| {backend} | {secs:.1f} | {total / secs:,.0f} | {lat['1 user'][0]:.2f} | "
                  f"{lat['1 user'][1]:.2f} | {lat['100 users'][0]:.2f} | "
                  f"{lat['100 users'][1]:.2f} |\n")
-    body += (f"\nLookups go through the `{SERVING_SERVICE}` feature service (live sequence + 6 user "
-             "features: 9 values per user), random users, in-process SDK calls after 20 warm-up "
-             "calls; 2,000 single and 300 batch lookups.\n")
+    body += (f"\nLookups go through the `{SERVING_SERVICE}` feature service (live sequence + "
+             "6 user features: 9 values per user), random users, in-process SDK calls after 20 "
+             "warm-up calls; 2,000 single and 300 batch lookups.\n")
     write_section(f"feast ({scale})", f"python -m bench.bench_features {scale}", body)
 
 

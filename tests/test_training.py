@@ -104,9 +104,12 @@ def test_training_windows_predict_every_next_item_once():
     assert predicted == expected
 
 
-def _tiny_model(**kw) -> SeqRec:
+def _tiny_model() -> SeqRec:
+    t = TrainingSettings(max_len=5, dim=8, heads=2)
     cfg = SeqRecConfig(n_items=6, n_categories=2, n_brands=2, n_price_buckets=3,
-                       n_event_types=5, n_gap_buckets=4, max_len=5, dim=8, heads=2, **kw)
+                       n_event_types=5, n_gap_buckets=4, n_user_features=0, max_len=t.max_len,
+                       dim=t.dim, layers=t.layers, heads=t.heads, dropout=t.dropout,
+                       id_dropout=t.id_dropout)
     torch.manual_seed(0)
     return SeqRec(cfg).eval()
 
@@ -196,26 +199,15 @@ def test_baselines_rank_what_they_should():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The tiny shop through validation, dbt and Feast, then two short runs with one seed."""
-    from shoprec.features.materialize import materialize
-    from shoprec.simulate import simulate
-    from shoprec.transform import transform
-    from shoprec.transform.publish import publish_snapshot
-    from shoprec.validation import validate
+def trained(built_shop, tmp_path_factory):
+    """Two short runs with one seed on the session's built shop (warehouse + Feast features)."""
     from training.train import train
 
-    home = tmp_path_factory.mktemp("train")
-    s = Settings(home=home, training=TrainingSettings(max_epochs=4, patience=10, dim=32,
-                                                     test_days=3, valid_days=3))
-    simulate("tiny", seed=3, days=20, settings=s)
-    validate(settings=s, workers=1)
-    transform(settings=s)
-    publish_snapshot(s, "shop")
-    materialize(settings=s)
+    s = Settings(home=built_shop.home, training=TrainingSettings(
+        max_epochs=4, patience=10, dim=32, test_days=3, valid_days=3))
     a = train(s, seed=11, progress=False)
     b = train(s, seed=11, progress=False, baselines=False, export=False,
-              run_dir=home / "runs" / "again")
+              run_dir=tmp_path_factory.mktemp("train-again"))
     return s, a, b
 
 

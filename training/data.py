@@ -111,9 +111,7 @@ def _vocab(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def warehouse_snapshot(settings: Settings, dataset: str) -> Path:
-    from shoprec.transform.publish import analytics_path
-
-    path = analytics_path(settings, dataset)
+    path = settings.analytics_snapshot(dataset)
     if not path.exists():
         raise TrainingDataError(f"no analytics snapshot for dataset {dataset!r} at {path}: "
                                 f"run `shoprec transform --dataset {dataset}` first")

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from feature_repo.names import SERVING_SERVICE, TRAINING_SERVICE
+from shoprec.atomic import atomic_path
 from shoprec.config import Settings
 from shoprec.contract import EVENT_TYPES
 from training.data import GAP_BUCKETS, Interactions
 from training.model import SeqRec, SeqRecConfig
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
 
 FORMAT = "shoprec-seqrec/1"
 
@@ -45,18 +50,23 @@ def code_version() -> str:
         return f"shoprec-{__version__}"
 
 
-def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result, out: Path,
-                 settings: Settings) -> Path:
-    from training.features import N_FEATURES, NUMERIC, SERVICE
+def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: TrainResult,
+                 out: Path, settings: Settings) -> Path:
+    """Write the export of a trained model to `out`, replacing any export already there."""
+    with atomic_path(out, directory=True) as tmp:
+        _write_export(model, mc, x, result, tmp, settings)
+        shutil.rmtree(out, ignore_errors=True)  # a folder is renamed only onto an empty one
+    return out
+
+
+def _write_export(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: TrainResult,
+                  folder: Path, settings: Settings) -> None:
+    from training.features import N_FEATURES, NUMERIC
 
     model = model.cpu().eval()
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    scripted = torch.jit.script(model)
-    scripted.save(str(tmp / "model.ts"))
+    torch.jit.script(model).save(str(folder / "model.ts"))
     with torch.no_grad():
-        torch.save(model.item_vectors().contiguous(), tmp / "items.pt")
+        torch.save(model.item_vectors().contiguous(), folder / "items.pt")
     c = x.catalogue
     meta = {
         "format": FORMAT,
@@ -72,8 +82,8 @@ def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result, out: 
         "device": result.device,
         "metrics": result.metrics,
         "data_window": result.window,
-        "feature_service": SERVICE.replace("_training", "") if mc.n_user_features else None,
-        "training_feature_service": SERVICE if mc.n_user_features else None,
+        "feature_service": SERVING_SERVICE if mc.n_user_features else None,
+        "training_feature_service": TRAINING_SERVICE if mc.n_user_features else None,
         "inputs": {
             "max_len": mc.max_len,
             "event_types": ["<pad>", *EVENT_TYPES],
@@ -94,15 +104,11 @@ def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result, out: 
             "price_edges": c.price_edges,
         },
     }
-    (tmp / "metadata.json").write_text(json.dumps(meta, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    (folder / "metadata.json").write_text(json.dumps(meta, indent=1))
 
 
 class ExportedModel:
-    """Loads an export with torch only (what serving does); used by tests and `evaluate`."""
+    """Loads an export with torch only, as serving does: `evaluate` scores what serving holds."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -112,8 +118,3 @@ class ExportedModel:
         self.model = torch.jit.load(str(self.path / "model.ts"), map_location="cpu").eval()
         self.items = torch.load(self.path / "items.pt", map_location="cpu", weights_only=True)
         self.index = {item: i + 1 for i, item in enumerate(self.meta["items"]["ids"])}
-
-    def scores(self, items, etypes, gaps, user_feats) -> torch.Tensor:
-        """Every known item's score [B, n_items + 1] (column 0 = padding)."""
-        with torch.no_grad():
-            return self.model.scores(items, etypes, gaps, user_feats)

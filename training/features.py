@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from feature_repo.names import MODEL_USER_FEATURES, TRAINING_SERVICE, USER_KEY
 from shoprec.config import Settings
 from training.data import Interactions
 from training.splits import DAY_US
 
-SERVICE = "recommender_training_v1"  # training twin of recommender_v1 (what serving reads)
-NUMERIC = ["views_7d", "purchases_30d", "spend_30d", "mean_price_paid_30d",
-           "days_since_prev_active"]
+NUMERIC = MODEL_USER_FEATURES
 N_FEATURES = len(NUMERIC) + 1  # + "has features" flag
 
 
@@ -30,13 +29,14 @@ def user_feature_vector(values: dict[str, float | None]) -> list[float]:
 
 def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """(row -> feature-table index [len(x)], table [n_user_days, N_FEATURES] float32)."""
-    from shoprec.features.store import features_dir, get_store
+    from shoprec.features.store import get_store
     from training.data import TrainingDataError
 
-    if not any(features_dir(settings, x.dataset).glob("*.parquet")):
+    exports = settings.feature_exports(x.dataset)
+    if not any(exports.glob("*.parquet")):
         raise TrainingDataError(
             f"no Feast features for dataset {x.dataset!r} under "
-            f"{features_dir(settings, x.dataset)}: run `shoprec features materialize --dataset "
+            f"{exports}: run `shoprec features materialize --dataset "
             f"{x.dataset}` first, or train with --no-user-features")
 
     day = x.ts // DAY_US
@@ -44,12 +44,12 @@ def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, 
     keys, inverse = np.unique(key, return_inverse=True)
     users, days = keys // (day.max() + 1), keys % (day.max() + 1)
     entity_df = pd.DataFrame({
-        "user_id": x.user_ids[users].astype(str),
+        USER_KEY: x.user_ids[users].astype(str),
         "event_timestamp": pd.to_datetime(days * DAY_US, unit="us", utc=True),
         "row": np.arange(len(keys)),
     })
     store = get_store(settings, x.dataset)
-    service = store.get_feature_service(SERVICE)
+    service = store.get_feature_service(TRAINING_SERVICE)
     df = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     df = df.sort_values("row")
     if len(df) != len(keys):

@@ -28,19 +28,25 @@ from torch import Tensor, nn
 
 @dataclass
 class SeqRecConfig:
-    n_items: int  # item vocabulary without padding (index 0)
+    """Everything the model's shape depends on. No defaults: the sizes come from the data, the
+    hyper-parameters from `TrainingSettings` (their one home), and checkpoints and exports store
+    every field, so a model always loads with the exact config it was trained with."""
+
+    # vocabularies, from the data
+    n_items: int  # without padding (index 0)
     n_categories: int  # with padding
-    n_brands: int
-    n_price_buckets: int
-    n_event_types: int
-    n_gap_buckets: int
-    n_user_features: int = 0
-    max_len: int = 50
-    dim: int = 64
-    layers: int = 2
-    heads: int = 2
-    dropout: float = 0.3
-    id_dropout: float = 0.1
+    n_brands: int  # with padding
+    n_price_buckets: int  # with padding
+    n_event_types: int  # with padding
+    n_gap_buckets: int  # with padding
+    n_user_features: int  # 0 = no user features
+    # hyper-parameters, from TrainingSettings
+    max_len: int  # positions the model sees
+    dim: int
+    layers: int
+    heads: int
+    dropout: float
+    id_dropout: float  # chance of dropping an item's id embedding in training
 
 
 AGE_BUCKETS = 32

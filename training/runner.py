@@ -7,6 +7,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoprec.atomic import write_text
 from shoprec.config import Settings
 from training.data import TrainingDataError
 from training.train import TrainResult, train
@@ -46,21 +47,23 @@ class SeedsReport:
 
 def train_seeds(settings: Settings, dataset: str | None, seeds: list[int], *,
                 progress: bool = True) -> SeedsReport:
+    """Train once per seed on data loaded once; write the summary to the training report."""
     from training.data import load_interactions
 
     dataset = dataset or settings.dataset
     x = load_interactions(settings, dataset)
     results = [train(settings, dataset, seed=seed, progress=progress, x=x) for seed in seeds]
     report = SeedsReport(dataset, settings.training.protocol, settings.training.exclude, results)
-    out = settings.reports_dir / "training" / f"{dataset}-{report.protocol}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report.to_json(), indent=2))
+    write_text(settings.training_report(dataset, report.protocol),
+               json.dumps(report.to_json(), indent=2))
     return report
 
 
 def latest_run(settings: Settings, dataset: str) -> Path:
-    runs = sorted(p for p in (settings.runs_dir / dataset).glob("*/export") if p.is_dir())
+    """The newest run of a dataset with an export (run folders start with their UTC time)."""
+    runs_dir = settings.runs_dir(dataset)
+    runs = sorted(p for p in runs_dir.glob("*/export") if p.is_dir())
     if not runs:
-        raise TrainingDataError(f"no exported run for {dataset!r} under {settings.runs_dir}: "
+        raise TrainingDataError(f"no exported run for {dataset!r} under {runs_dir}: "
                                 f"run `shoprec train --dataset {dataset}` first")
     return runs[-1].parent

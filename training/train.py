@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from shoprec.atomic import atomic_path, write_text
 from shoprec.config import Settings, TrainingSettings
 from shoprec.contract import EVENT_TYPES
 from training.baselines import ItemKNN, PersonalHistory, Popularity
@@ -29,6 +30,8 @@ from training.tensors import Windows, training_windows, window_times, windows
 
 @dataclass
 class TrainResult:
+    """What a run produced and where (the report, metrics.json and the export read this)."""
+
     run_dir: Path
     dataset: str
     protocol: str
@@ -50,15 +53,22 @@ class TrainResult:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: the GPU when there is one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
+    """Every global RNG a run may draw from (weight init and dropout use torch's)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    """Mixed precision (bfloat16) on GPUs; CPU runs stay in float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def target_bounds(x: Interactions, train_mask: np.ndarray, horizon_us: int) -> np.ndarray:
@@ -89,12 +99,11 @@ class Prepared:
 
     def __init__(self, x: Interactions, split: Split, cfg: TrainingSettings,
                  feats: tuple[np.ndarray, np.ndarray] | None, device: torch.device):
-        self.x, self.split, self.device = x, split, device
-        n_feat = feats[1].shape[1] if feats is not None else 0
+        self.x, self.device = x, device
+        self.n_features = feats[1].shape[1] if feats is not None else 0
         self.row_feat = torch.from_numpy(feats[0]) if feats is not None else None
         table = feats[1] if feats is not None else np.zeros((1, 1), dtype=np.float32)
         self.feat_table = torch.from_numpy(table).to(device)
-        self.n_features = n_feat
         w = training_windows(x, split.train_mask, cfg.max_len)
         self.inputs = w.items[:, :-1].to(device)
         self.etypes = w.etypes[:, :-1].to(device)
@@ -109,7 +118,7 @@ class Prepared:
         self.eval_inputs = {es.name: self._eval_windows(es, cfg.max_len)
                             for es in (split.valid, split.test)}
 
-    def batches(self, size: int, gen: torch.Generator):
+    def batches(self, size: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, int]]:
         """Length-bucketed batches in random order: windows sorted by length (random among equal
         lengths) are cut into batches, so a batch of short sequences skips the padding columns
         that every sequence in it has. Yields (indices on the device, columns kept)."""
@@ -147,20 +156,24 @@ class Prepared:
         return w, times, feat
 
     def user_feats(self, idx: torch.Tensor) -> torch.Tensor:
+        """Feature vectors of feature-table rows; width 0 when the run has no user features."""
         return self.feat_table[idx] if self.n_features else self.feat_table[idx][..., :0]
 
-    def scorer(self, model: SeqRec):
+    def scorer(self, model: SeqRec) -> Callable[[EvalSet, np.ndarray], torch.Tensor]:
+        """`model` as `evaluate` wants it: rows of an EvalSet -> scores of every item, from the
+        windows built once on the device."""
+
         def score(es: EvalSet, rows: np.ndarray) -> torch.Tensor:
             w, times, f = self.eval_inputs[es.name]
             r = torch.from_numpy(rows).to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=self.device.type == "cuda"):
+            with _autocast(self.device):
                 return model.scores(w.items[r], w.etypes[r], w.gaps[r],
                                     self.user_feats(f[r]), times[r]).float()
         return score
 
 
 def model_config(x: Interactions, cfg: TrainingSettings, n_features: int) -> SeqRecConfig:
+    """Vocabulary sizes from the data, hyper-parameters from the settings (their only home)."""
     c = x.catalogue
     return SeqRecConfig(
         n_items=c.n_items, n_categories=len(c.categories), n_brands=len(c.brands),
@@ -171,6 +184,7 @@ def model_config(x: Interactions, cfg: TrainingSettings, n_features: int) -> Seq
 
 
 def build_model(mc: SeqRecConfig, x: Interactions) -> SeqRec:
+    """A fresh model holding the catalogue's side features (buffers: the export carries them)."""
     model = SeqRec(mc)
     c = x.catalogue
     model.set_item_features(torch.from_numpy(c.category), torch.from_numpy(c.brand),
@@ -180,16 +194,16 @@ def build_model(mc: SeqRecConfig, x: Interactions) -> SeqRec:
 
 def save_checkpoint(path: Path, model: SeqRec, mc: SeqRecConfig, cfg: TrainingSettings,
                     **extra) -> None:
-    """Model args + config + weights, written to a temp file and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"model_args": asdict(mc), "training": cfg.model_dump(mode="json"),
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                **extra}, tmp)
-    os.replace(tmp, path)
+    """Model args + config + weights, renamed into place: a crash mid-save never leaves a
+    half-written checkpoint where the best epoch's weights used to be."""
+    with atomic_path(path) as tmp:
+        torch.save({"model_args": asdict(mc), "training": cfg.model_dump(mode="json"),
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    **extra}, tmp)
 
 
 def load_checkpoint(path: Path) -> tuple[SeqRec, dict]:
+    """The model of a checkpoint, in eval mode, and the checkpoint's dict."""
     ck = torch.load(path, map_location="cpu", weights_only=True)  # no pickle of code
     model = SeqRec(SeqRecConfig(**ck["model_args"]))
     model.load_state_dict(ck["state_dict"])
@@ -198,6 +212,7 @@ def load_checkpoint(path: Path) -> tuple[SeqRec, dict]:
 
 def run_baselines(x: Interactions, split: Split,
                   cfg: TrainingSettings) -> dict[str, dict[str, float]]:
+    """Metrics of the baselines on the same split: what the model has to beat."""
     pop = Popularity(x, split.train_mask,
                      cfg.popularity_window_days if split.protocol == "time" else None)
     models = [pop, ItemKNN(x, split.train_mask, cfg.knn_neighbours, cfg.max_len),
@@ -207,16 +222,101 @@ def run_baselines(x: Interactions, split: Split,
             for m in models for es in (split.valid, split.test)}
 
 
+@dataclass
+class _Run:
+    """One training run from setup to report: its data on the device, the model, the optimiser,
+    where it writes, and how far it got. `gen` draws batch order, targets and negatives, so the
+    seed alone fixes them."""
+
+    settings: Settings
+    dataset: str
+    seed: int
+    device: torch.device
+    x: Interactions
+    split: Split
+    prep: Prepared
+    mc: SeqRecConfig
+    model: SeqRec
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    run_dir: Path
+    epochs: int = 0  # epochs trained so far
+    train_s: float = 0.0  # seconds in training steps (evaluation excluded): the throughput
+
+    @property
+    def cfg(self) -> TrainingSettings:
+        return self.settings.training
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def sampled_softmax(self) -> bool:
+        """Sampled negatives pay off only when the catalogue dwarfs them."""
+        return self.cfg.negatives is not None and self.mc.n_items > 2 * self.cfg.negatives
+
+
+@dataclass
+class EarlyStopping:
+    """The best validation NDCG@10 so far, and when to stop: `patience` epochs without a better
+    one, or past the wall-clock budget (the best epoch's checkpoint is kept either way)."""
+
+    patience: int
+    max_minutes: float | None = None
+    best: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0  # epochs since the best
+    started: float = field(default_factory=time.perf_counter)
+
+    def improved(self, metric: float, epoch: int, epochs_since_last_eval: int) -> bool:
+        """Record an evaluation; True when it is the best so far (the caller checkpoints it)."""
+        if metric > self.best:
+            self.best, self.best_epoch, self.stale = metric, epoch, 0
+            return True
+        self.stale += epochs_since_last_eval
+        return False
+
+    def should_stop(self) -> bool:
+        over_time = (self.max_minutes is not None
+                     and time.perf_counter() - self.started > self.max_minutes * 60)
+        return self.stale >= self.patience or over_time
+
+
 def train(settings: Settings, dataset: str | None = None, *, seed: int | None = None,
           progress: bool = True, run_dir: Path | None = None, baselines: bool = True,
           x: Interactions | None = None, export: bool = True) -> TrainResult:
     """Train the sequential model on a dataset of the warehouse; evaluate it and the baselines
-    on the held-out period; checkpoint and export it under SHOPREC_HOME/runs/."""
+    on the held-out period; checkpoint and export it under the dataset's runs directory."""
     from tqdm.auto import tqdm
 
-    cfg = settings.training
     dataset = dataset or settings.dataset
     seed = settings.seed if seed is None else seed
+    run = _setup(settings, dataset, seed, x, run_dir)
+    cfg = run.cfg
+    stop = EarlyStopping(cfg.patience, cfg.max_minutes)
+    bar = tqdm(total=cfg.max_epochs, desc=f"train {dataset}", unit="epoch", disable=not progress)
+    for epoch in range(1, cfg.max_epochs + 1):
+        loss = _run_epoch(run)
+        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+            ndcg = _validate(run)
+            if stop.improved(ndcg, epoch, cfg.eval_every):
+                save_checkpoint(run.checkpoint, run.model, run.mc, cfg, epoch=epoch,
+                                valid_ndcg10=ndcg, seed=seed, dataset=dataset)
+            bar.set_postfix(loss=f"{loss:.3f}", ndcg10=f"{ndcg:.4f}",
+                            best=f"{stop.best:.4f}@{stop.best_epoch}")
+        bar.update(1)
+        if stop.should_stop():
+            break
+    bar.close()
+    return _report(run, stop, baselines=baselines, export=export)
+
+
+def _setup(settings: Settings, dataset: str, seed: int, x: Interactions | None,
+           run_dir: Path | None) -> _Run:
+    """Data, split, features, model and optimiser of a run. Seeding comes first and the order of
+    the steps is part of reproducibility: the model's initial weights draw from the global RNG."""
+    cfg = settings.training
     seed_everything(seed)
     device = pick_device(cfg.device)
     x = x if x is not None else load_interactions(settings, dataset)
@@ -233,68 +333,66 @@ def train(settings: Settings, dataset: str | None = None, *, seed: int | None = 
     mc = model_config(x, cfg, prep.n_features)
     model = build_model(mc, x).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = run_dir or settings.runs_dir / dataset / f"{stamp}-{cfg.protocol}-seed{seed}"
-    ckpt = run_dir / "checkpoint.pt"
-    ks = tuple(cfg.ks)
-    score = prep.scorer(model)
+    if run_dir is None:
+        run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{cfg.protocol}-seed{seed}"
+        run_dir = settings.runs_dir(dataset) / run_id
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    n_seq = len(prep.inputs)
-    sampled = cfg.negatives is not None and mc.n_items > 2 * cfg.negatives
-    best, best_epoch, stale, seen, train_s = -1.0, 0, 0, 0, 0.0
-    started = time.perf_counter()
-    bar = tqdm(total=cfg.max_epochs, desc=f"train {dataset}", unit="epoch", disable=not progress)
-    epoch = 0
-    for epoch in range(1, cfg.max_epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        total = 0.0
-        for idx, width in prep.batches(cfg.batch_size, gen):
-            neg = (torch.randperm(mc.n_items, generator=gen)[:cfg.negatives].add(1).to(device)
-                   if sampled else None)
-            cols = slice(mc.max_len - width, None)  # all-padding columns of the batch dropped
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model.loss(prep.inputs[idx, cols], prep.etypes[idx, cols],
-                                  prep.gaps[idx, cols], prep.user_feats(prep.feat_idx[idx, cols]),
-                                  prep.targets(idx, cols, gen), neg, prep.times[idx, cols])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_s += time.perf_counter() - t0
-        seen += n_seq
-        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
-            model.eval()
-            ndcg = evaluate(score, split.valid, mc.n_items, ks)["ndcg@10"]
-            if ndcg > best:
-                best, best_epoch, stale = ndcg, epoch, 0
-                save_checkpoint(ckpt, model, mc, cfg, epoch=epoch, valid_ndcg10=ndcg, seed=seed,
-                                dataset=dataset)
-            else:
-                stale += cfg.eval_every
-            bar.set_postfix(loss=f"{total / n_seq:.3f}", ndcg10=f"{ndcg:.4f}",
-                            best=f"{best:.4f}@{best_epoch}")
-        bar.update(1)
-        over_time = (cfg.max_minutes is not None
-                     and time.perf_counter() - started > cfg.max_minutes * 60)
-        if stale >= cfg.patience or over_time:
-            break
-    bar.close()
-    model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True)["state_dict"])
+    return _Run(settings, dataset, seed, device, x, split, prep, mc, model, opt, gen, run_dir)
+
+
+def _run_epoch(run: _Run) -> float:
+    """One pass over every training window in length-bucketed batches; the mean loss."""
+    cfg, prep, mc, model = run.cfg, run.prep, run.mc, run.model
+    model.train()
+    t0 = time.perf_counter()
+    total = 0.0
+    for idx, width in prep.batches(cfg.batch_size, run.gen):
+        neg = (torch.randperm(mc.n_items, generator=run.gen)[:cfg.negatives].add(1).to(run.device)
+               if run.sampled_softmax else None)
+        cols = slice(mc.max_len - width, None)  # all-padding columns of the batch dropped
+        with _autocast(run.device):
+            loss = model.loss(prep.inputs[idx, cols], prep.etypes[idx, cols],
+                              prep.gaps[idx, cols], prep.user_feats(prep.feat_idx[idx, cols]),
+                              prep.targets(idx, cols, run.gen), neg, prep.times[idx, cols])
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        total += loss.item() * len(idx)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()  # the epoch's time includes its queued GPU work
+    run.train_s += time.perf_counter() - t0
+    run.epochs += 1
+    return total / len(prep.inputs)
+
+
+def _validate(run: _Run) -> float:
+    """NDCG@10 on the validation users: what early stopping watches."""
+    run.model.eval()
+    return evaluate(run.prep.scorer(run.model), run.split.valid, run.mc.n_items,
+                    tuple(run.cfg.ks))["ndcg@10"]
+
+
+def _report(run: _Run, stop: EarlyStopping, *, baselines: bool, export: bool) -> TrainResult:
+    """Back to the best epoch's weights (the last epoch may be worse); its metrics next to the
+    baselines', written as metrics.json; and the export for serving."""
+    model, split, cfg = run.model, run.split, run.cfg
+    ck = torch.load(run.checkpoint, map_location=run.device, weights_only=True)
+    model.load_state_dict(ck["state_dict"])
     model.eval()
-    metrics = {f"model/{es.name}": evaluate(score, es, mc.n_items, ks)
+    score = run.prep.scorer(model)
+    metrics = {f"model/{es.name}": evaluate(score, es, run.mc.n_items, tuple(cfg.ks))
                for es in (split.valid, split.test)}
     if baselines:
-        metrics.update(run_baselines(x, split, cfg))
-    result = TrainResult(run_dir, dataset, cfg.protocol, seed, str(device), epoch, best_epoch,
-                         train_s, seen / max(train_s, 1e-9), metrics, split.window)
-    (run_dir / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2))
+        metrics.update(run_baselines(run.x, split, cfg))
+    seen = run.epochs * len(run.prep.inputs)
+    result = TrainResult(run.run_dir, run.dataset, cfg.protocol, run.seed, str(run.device),
+                         run.epochs, stop.best_epoch, run.train_s, seen / max(run.train_s, 1e-9),
+                         metrics, split.window)
+    write_text(run.run_dir / "metrics.json", json.dumps(_jsonable(result), indent=2))
     if export:
         from training.export import export_model
 
-        export_model(model, mc, x, result, run_dir / "export", settings)
+        export_model(model, run.mc, run.x, result, run.run_dir / "export", run.settings)
     return result
 
 

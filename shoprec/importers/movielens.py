@@ -25,19 +25,18 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
 import shutil
 import subprocess
 import sys
 import urllib.request
-import uuid
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
+from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
 from shoprec.contract import conform
 from shoprec.importers import ImportReport
@@ -242,16 +241,9 @@ def _download_wheel(settings: Settings, tried: list[str]) -> Path:
 
 def _extract(zf: zipfile.ZipFile, members: dict[str, str], cache: Path) -> Path:
     """Copy `members` (zip name → file name) into `cache` atomically: temp dir, then rename."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.parent / f".tmp-{cache.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_path(cache, directory=True, replace=False) as tmp:
         for member, name in members.items():
             (tmp / name).write_bytes(zf.read(member))  # zipfile checks each member's CRC
         if cache.exists():  # an incomplete copy from an older crash
             shutil.rmtree(cache)
-        os.rename(tmp, cache)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return cache

@@ -24,6 +24,8 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+from shoprec.atomic import atomic_path
+
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 _NOT_SOURCES = {"target", "logs", "dbt_packages"}
 _DBT_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # also keeps .user.yml out of the repo
@@ -68,7 +70,8 @@ def project_manifest() -> Path:
     if manifest.exists():
         return manifest
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dbt-parse-", dir=cache_dir) as tmp:
+    with (tempfile.TemporaryDirectory(prefix="dbt-parse-", dir=cache_dir) as tmp,
+          atomic_path(manifest) as tmp_manifest):  # atomic: racing parsers
         cmd = [sys.executable, "-c", "from dbt.cli.main import cli; cli()", "parse", "--quiet",
                "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", f"{tmp}/target", "--log-path", f"{tmp}/logs"]
@@ -77,7 +80,7 @@ def project_manifest() -> Path:
                            timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"dbt parse failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-        os.replace(Path(tmp) / "target" / "manifest.json", manifest)  # atomic: racing parsers
+        os.replace(Path(tmp) / "target" / "manifest.json", tmp_manifest)
     for old in cache_dir.glob("manifest-*.json"):
         if old != manifest:
             old.unlink(missing_ok=True)
