@@ -57,3 +57,12 @@ def built_shop(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     transform(settings=s)
     materialize(settings=s)
     return s
+
+
+def copy_published_warehouse(src: Settings, dst: Settings, dataset: str = "shop") -> None:
+    """Give `dst` the analysts' snapshot of `src` (a few MB), for a test that needs a Feast
+    registry of its own: tearing a store down deletes its whole registry file."""
+    import shutil
+
+    shutil.copytree(src.warehouse_snapshots(), dst.warehouse_snapshots())
+    dst.analytics_snapshot(dataset).symlink_to(os.readlink(src.analytics_snapshot(dataset)))

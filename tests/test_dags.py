@@ -108,6 +108,7 @@ def _run(dagbag, **params):
     return dr.state, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
 
+@pytest.mark.slow
 def test_bad_batch_fails_the_run_and_clean_batches_still_get_through(dagbag, shoprec_home):
     s = Settings(home=shoprec_home)
     simulate("tiny", seed=5, days=3, settings=s, inject=["negative_prices"], inject_day=1)
@@ -124,6 +125,7 @@ def test_bad_batch_fails_the_run_and_clean_batches_still_get_through(dagbag, sho
     assert [b.name for b in list_batches("quarantine", settings=s)] == ["2026-01-06"]
 
 
+@pytest.mark.slow
 def test_clean_run_goes_through_dbt_and_feast(dagbag, shoprec_home, restore_environ):
     """A dataset other than the profile's default: its warehouse file proves that the run's
     `dataset` param reached dbt (SHOPREC_DATASET), not just the pipeline's own tasks."""
@@ -151,3 +153,17 @@ def test_clean_run_goes_through_dbt_and_feast(dagbag, shoprec_home, restore_envi
     online = get_store(s, "acme").get_online_features(
         features=["user_daily:views_7d"], entity_rows=[{"user_id": "u0"}, {"user_id": "u5"}])
     assert any(v is not None for v in online.to_dict()["views_7d"])
+    # each stage announced the concrete asset of the run's dataset, at its real location
+    events = _asset_events()
+    validated = s.uri(s.zone("validated", "acme"))
+    assert (validated, "acme") in {(uri, extra.get("dataset")) for uri, extra in events}
+    assert any(uri == s.uri(s.analytics_snapshot("acme")) for uri, _ in events)
+    assert any(extra.get("dataset") == "acme" and extra.get("views") for _, extra in events)
+
+
+def _asset_events() -> list[tuple[str, dict]]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [(e.asset.uri, dict(e.extra or {})) for e in session.query(AssetEvent).all()]

@@ -18,17 +18,19 @@ from shoprec.config import FeastSettings, Settings
 from shoprec.features.live import LiveSequences
 from shoprec.features.materialize import materialize
 from shoprec.features.store import get_store
+from tests.conftest import copy_published_warehouse
 
 USER_FEATURES = ["views_7d", "purchases_30d", "spend_30d", "top_category_30d"]
 
 
 @pytest.fixture(params=["sqlite", "redis"], scope="module")
-def fs(request, built_shop):
-    """(settings, store) with everything materialized into a Feast project of its own per
-    backend, over the session's built shop."""
+def fs(request, built_shop, tmp_path_factory):
+    """(settings, store) with everything materialized into a home and Feast project of its own
+    per backend, from the session's built warehouse (teardown deletes the registry file)."""
     project = f"t_{request.param}_{uuid.uuid4().hex[:8]}"
-    s = Settings(home=built_shop.home, feast=FeastSettings(online_store=request.param,
-                                                           project=project))
+    s = Settings(home=tmp_path_factory.mktemp(f"feast-{request.param}"),
+                 feast=FeastSettings(online_store=request.param, project=project))
+    copy_published_warehouse(built_shop, s)
     report = materialize(settings=s)
     store = get_store(s)
     yield s, store, report

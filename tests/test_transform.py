@@ -87,6 +87,7 @@ def test_full_rebuild_gives_identical_tables(built):
     assert {t: _table(s, t, exclude=audit) for t in FEATURES} == before
 
 
+@pytest.mark.slow
 def test_a_new_day_rebuilds_only_its_partitions(tmp_path):
     s = Settings(home=tmp_path)
     _land(s, days=5)
