@@ -25,6 +25,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task
 
+from shoprec.names import PATTERN_TEXT
 from shoprec.pipeline import assets
 from shoprec.pipeline.dbt_cosmos import dbt_task_group
 
@@ -38,8 +39,10 @@ from shoprec.pipeline.dbt_cosmos import dbt_task_group
     tags=["shoprec"],
     max_active_tasks=1,
     params={
-        "dataset": Param("shop", type="string", description="Dataset namespace in the lake."),
-        "batches": Param([], type="array", description="Landing batch ids; empty = all."),
+        "dataset": Param("shop", type="string", pattern=PATTERN_TEXT,
+                         description="Dataset namespace in the lake."),
+        "batches": Param([], type="array", items={"type": "string", "pattern": PATTERN_TEXT},
+                         description="Landing batch ids; empty = all."),
         "full_refresh": Param(False, type="boolean",
                               description="Rebuild dbt's incremental models from scratch."),
     },

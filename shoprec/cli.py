@@ -89,12 +89,14 @@ def validate_cmd(
 
     s = get_settings()
     t0 = time.perf_counter()
-    colour = {"validated": "green", "quarantined": "red", "unchanged": "dim"}
+    colour = {"validated": "green", "quarantined": "red", "unchanged": "dim",
+              "skipped": "yellow"}
 
     def show(r) -> None:
         rows = sum(r.rows.values())
         line = f"[{colour[r.status]}]{r.status:>11}[/] {r.batch_id}"
-        line += f"  {rows:,} rows {r.seconds:.2f} s" if r.status != "unchanged" else f"  {r.note}"
+        line += (f"  {r.note}" if r.status in {"unchanged", "skipped"}
+                 else f"  {rows:,} rows {r.seconds:.2f} s")
         console.print(line)
         for f in r.failures:
             console.print(f"             [red]✗[/] {f.line()}")
@@ -110,7 +112,8 @@ def validate_cmd(
     n = {k: sum(r.status == k for r in results) for k in colour}
     bad = n["quarantined"]
     console.print(f"[{'red' if bad else 'green'}]validate[/] {n['validated']} validated, "
-                  f"{bad} quarantined, {n['unchanged']} unchanged in "
+                  f"{bad} quarantined, {n['unchanged']} unchanged"
+                  + (f", {n['skipped']} skipped" if n["skipped"] else "") + " in "
                   f"{time.perf_counter() - t0:.1f} s → {s.lake(dataset)}"
                   + (f"; Data Docs: {s.data_docs_index()}" if bad else ""))
     if bad:
@@ -292,13 +295,21 @@ def env_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) 
 
 def main() -> None:
     """Console entry point: input errors end in one clear red line and exit code 2, no traceback."""
+    from pydantic import ValidationError
+
     from shoprec.contract import ContractError
+    from shoprec.names import InvalidName
     from training.data import TrainingDataError
 
     try:
         app()
-    except (ContractError, TrainingDataError) as e:
-        console.print(f"[red]error:[/] {e}")
+    except (ContractError, TrainingDataError, InvalidName, FileNotFoundError) as e:
+        console.print(f"error: {e}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from None
+    except ValidationError as e:  # a SHOPREC_* setting that does not parse
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "settings"
+        console.print(f"error: setting {where}: {first['msg']}", markup=False, highlight=False)
         raise SystemExit(2) from None
 
 

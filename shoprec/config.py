@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shoprec.names import check_name
 
 
 class ValidationSettings(BaseModel):
@@ -94,8 +96,22 @@ class Settings(BaseSettings):
     def root(self) -> Path:
         return self.home.expanduser().resolve()
 
+    @field_validator("home")
+    @classmethod
+    def _home_has_no_quote(cls, v: Path) -> Path:
+        # dbt's sources put the validated zone inside a SQL string literal
+        if "'" in str(v) or "\n" in str(v):
+            raise ValueError(f"SHOPREC_HOME {str(v)!r} must not contain a quote or a newline")
+        return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_name(cls, v: str) -> str:
+        return check_name(v, "dataset")
+
     def _ds(self, dataset: str | None) -> str:
-        return dataset or self.dataset
+        """Every location of a dataset passes here: a name that could escape is refused."""
+        return self.dataset if dataset is None else check_name(dataset, "dataset")
 
     def lake(self, dataset: str | None = None) -> Path:
         return self.root / "lake" / self._ds(dataset)

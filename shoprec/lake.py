@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
+from shoprec.names import check_name, inside, is_name
 
 ZONES = ("landing", "validated", "quarantine")
 TABLES = ("events", "items", "users")
@@ -40,7 +41,7 @@ def write_batch(
     unknown = set(tables) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown batch tables {sorted(unknown)}; expected {TABLES}")
-    final = settings.zone(zone, dataset) / batch_id
+    final = settings.zone(zone, dataset) / check_name(batch_id, "batch")
     # atomic on one filesystem; the rename fails if `final` exists
     with atomic_path(final, directory=True, replace=False, durable=True) as tmp:
         for name, table in tables.items():
@@ -52,9 +53,11 @@ def find_batch(batch_id: str, *, dataset: str | None = None,
                settings: Settings | None = None) -> tuple[str, Path] | None:
     """Which zone holds `batch_id`, if any (a batch lives in exactly one zone)."""
     settings = settings or get_settings()
+    check_name(batch_id, "batch")
     for zone in ZONES:
         p = settings.zone(zone, dataset) / batch_id
         if p.is_dir():
+            inside(p, settings.zone(zone, dataset))  # a symlink out of the lake is refused
             return zone, p
     return None
 
@@ -66,6 +69,16 @@ def list_batches(zone: str, *, dataset: str | None = None,
     if not d.is_dir():
         return []
     return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def split_names(batch_dirs: list[Path], zone_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(batches with a safe name inside the zone, the others): a folder found on disk is
+    checked like a name typed by a user before any path or SQL is built from it."""
+    good, bad = [], []
+    for p in batch_dirs:
+        ok = is_name(p.name) and p.resolve().is_relative_to(zone_dir.resolve())
+        (good if ok else bad).append(p)
+    return good, bad
 
 
 def iter_files(batch_dir: Path) -> Iterator[Path]:

@@ -12,6 +12,7 @@ from feature_repo.data_sources import export_path
 from feature_repo.names import EXPORTS
 from shoprec import atomic
 from shoprec.config import Settings
+from shoprec.names import sql_literal
 
 
 def export_features(settings: Settings, dataset: str) -> dict[str, int]:
@@ -29,7 +30,7 @@ def export_features(settings: Settings, dataset: str) -> dict[str, int]:
         for view, table in EXPORTS.items():
             with atomic.atomic_path(export_path(out_dir, view)) as tmp:
                 con.execute(f"COPY (SELECT * EXCLUDE (dbt_invocation_id, built_at) FROM {table} "
-                            f"ORDER BY event_timestamp) TO '{tmp}' (FORMAT parquet, "
+                            f"ORDER BY event_timestamp) TO {sql_literal(tmp)} (FORMAT parquet, "
                             f"COMPRESSION zstd)")
             rows[view] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     finally:
@@ -43,5 +44,5 @@ def data_range(path: Path) -> tuple:
 
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        return con.execute(f"SELECT min(event_timestamp), max(event_timestamp) "
-                           f"FROM read_parquet('{path}')").fetchone()
+        return con.execute("SELECT min(event_timestamp), max(event_timestamp) "
+                           "FROM read_parquet(?)", [str(path)]).fetchone()

@@ -34,6 +34,7 @@ from shoprec.config import Settings, get_settings
 from shoprec.contract import EVENT_TYPES, KEYS, SCHEMAS, ContractError, conform
 from shoprec.importers import ImportReport
 from shoprec.lake import find_batch, write_batch, write_parquet
+from shoprec.names import check_name
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -58,7 +59,8 @@ def default_batch_id(path: Path) -> str:
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return f"import-{_SAFE.sub('_', path.stem)}-{h.hexdigest()[:12]}"
+    stem = _SAFE.sub("_", path.stem)[:64].replace("..", "_")
+    return f"import-{stem}-{h.hexdigest()[:12]}"
 
 
 def import_file(
@@ -88,10 +90,9 @@ def import_file(
                          "expected .csv or .parquet")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    if batch_id is not None and (not batch_id or batch_id != _SAFE.sub("_", batch_id)
-                                 or batch_id.startswith(".")):
-        raise ValueError(f"bad batch id {batch_id!r}: use letters, digits, '.', '_' and '-'")
-    dataset = dataset or settings.dataset
+    if batch_id is not None:
+        check_name(batch_id, "batch")
+    dataset = check_name(dataset, "dataset") if dataset else settings.dataset
     batch_id = batch_id or default_batch_id(path)
     if hit := find_batch(batch_id, dataset=dataset, settings=settings):
         return ImportReport(dataset, batch_id, hit[1], skipped=True)

@@ -24,6 +24,7 @@ def validate_task(dataset: str | None = None, batches: list[str] | None = None,
         "validated": [r.batch_id for r in results if r.status == "validated"],
         "quarantined": {r.batch_id: r.reason() for r in results if r.status == "quarantined"},
         "unchanged": [r.batch_id for r in results if r.status == "unchanged"],
+        "skipped": [r.batch_id for r in results if r.status == "skipped"],
     }
     if summary["quarantined"]:
         lines = "\n".join(f"  {b}: {why}" for b, why in summary["quarantined"].items())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shoprec.config import Settings
 from shoprec.lake import TABLES, content_hash, list_batches
+from shoprec.names import sql_literal
 from shoprec.validation.failures import Failure, result_failures
 from shoprec.validation.gx_session import GxSession
 
@@ -62,8 +63,8 @@ def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
             if not f.exists():
                 continue
             tag = "" if d.parent.name == "validated" else d.name
-            parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, '{tag}' AS batch "
-                         f"FROM read_parquet('{f}')")
+            parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, "
+                         f"{sql_literal(tag)} AS batch FROM read_parquet({sql_literal(f)})")
     con = duckdb.connect()
     try:
         good = []
@@ -75,7 +76,7 @@ def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
                 pass
         body = " UNION ALL ".join(good) or \
             "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS id, NULL::VARCHAR AS batch WHERE false"
-        con.execute(f"COPY ({body}) TO '{out}' (FORMAT parquet)")
+        con.execute(f"COPY ({body}) TO {sql_literal(out)} (FORMAT parquet)")
     finally:
         con.close()
     return out
@@ -170,11 +171,12 @@ def _judge(gxs: GxSession, batch_dir: Path, known: Path,
 
 
 def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
-    gxs.sql(f"CREATE OR REPLACE VIEW \"{view}\" AS SELECT * FROM read_parquet('{path}')")
+    gxs.sql(f"CREATE OR REPLACE VIEW \"{view}\" AS SELECT * FROM read_parquet({sql_literal(path)})")
 
 
 def _known_views(gxs: GxSession, known: Path, batch_id: str) -> None:
     # a batch may reference ids from validated batches and from pending batches before it
     for kind, key in (("items", "item_id"), ("users", "user_id")):
         gxs.sql(f"CREATE OR REPLACE VIEW known_{kind} AS SELECT id AS {key} FROM "
-                f"read_parquet('{known}') WHERE kind = '{kind}' AND batch <= '{batch_id}'")
+                f"read_parquet({sql_literal(known)}) WHERE kind = '{kind}' "
+                f"AND batch <= {sql_literal(batch_id)}")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
-from shoprec.lake import content_hash, find_batch, list_batches
+from shoprec.lake import content_hash, find_batch, list_batches, split_names
+from shoprec.names import ALLOWED
 from shoprec.validation.failures import Failure
 from shoprec.validation.judge import Verdict, build_known_ids, judge_batches, judge_in_workers
 from shoprec.validation.ledger import append_ledger, read_ledger
@@ -25,7 +26,7 @@ from shoprec.validation.ledger import append_ledger, read_ledger
 @dataclass
 class BatchResult:
     batch_id: str
-    status: str  # validated | quarantined | unchanged
+    status: str  # validated | quarantined | unchanged | skipped (unsafe folder name)
     content_hash: str
     path: Path
     failures: list[Failure] = field(default_factory=list)
@@ -54,8 +55,16 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
     """
     settings = settings or get_settings()
     note = on_batch or (lambda _r: None)
+    out: list[BatchResult] = []
     if batches is None:
-        dirs = list_batches("landing", dataset=dataset, settings=settings)
+        landing = settings.zone("landing", dataset)
+        dirs, unsafe = split_names(list_batches("landing", dataset=dataset, settings=settings),
+                                   landing)
+        for d in unsafe:  # never read, moved or put into SQL; the rest of the run goes on
+            r = BatchResult(d.name, "skipped", "", d, note="unsafe folder (a name that is not "
+                            f"{ALLOWED}, or a link out of the zone): rename or remove it")
+            out.append(r)
+            note(r)
     else:
         dirs = []
         for b in batches:
@@ -68,7 +77,6 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
                 note(BatchResult(b, "unchanged", "", where[1], note=f"already {where[0]}"))
     dirs = sorted(dirs, key=lambda p: p.name)
     ledger = read_ledger(settings, dataset)
-    out: list[BatchResult] = []
     todo = []
     for d in dirs:
         h = content_hash(d)
