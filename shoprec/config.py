@@ -25,6 +25,11 @@ class ValidationSettings(BaseModel):
     max_duplicate_rate: float = 0.01  # same user, item, type and timestamp under other ids
     max_funnel_violation_rate: float = 0.02  # purchases without a prior view in the session
     sample_size: int = 10
+    # a batch whose events use ids that only a quarantined (or waiting) batch introduced:
+    # "wait" keeps it in landing until that batch is re-delivered fixed (then both go through);
+    # "warn" validates it anyway (the marts show those events without catalogue attributes);
+    # "fail" quarantines it too (the old cascade, now with the reason)
+    held_reference_policy: Literal["wait", "warn", "fail"] = "wait"
     workers: int = 2  # processes that judge batches in parallel (1 = in-process)
 
 

@@ -25,6 +25,7 @@ def validate_task(dataset: str | None = None, batches: list[str] | None = None,
         "quarantined": {r.batch_id: r.reason() for r in results if r.status == "quarantined"},
         "unchanged": [r.batch_id for r in results if r.status == "unchanged"],
         "skipped": [r.batch_id for r in results if r.status == "skipped"],
+        "waiting": {r.batch_id: r.note for r in results if r.status == "waiting"},
     }
     if summary["quarantined"]:
         lines = "\n".join(f"  {b}: {why}" for b, why in summary["quarantined"].items())

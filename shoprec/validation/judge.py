@@ -8,7 +8,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shoprec.config import Settings
@@ -35,6 +35,11 @@ class Verdict:
     gx_results: dict
     seconds: float
     docs: Path | None = None
+    # events whose item/user ids only a pending batch (`needs`) or a quarantined one (`held`)
+    # introduced, by that batch: the parent decides (waits, warns or fails) once it knows which
+    # pending batches passed
+    needs: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -50,21 +55,25 @@ class Verdict:
 
 def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
                     out: Path) -> Path:
-    """The catalogue an event may reference: (kind, id, batch) for every validated batch (batch
-    '' so it always counts) and every pending batch, so batch k+1 may use items that batch k
-    introduced while both wait in landing. Unreadable files are left to their batch's verdict."""
+    """Every item and user id that exists: (kind, id, batch, state) for validated batches, the
+    pending ones (batch k+1 may use items that batch k introduced while both wait in landing)
+    and quarantined ones (their ids are held, not unknown: a later batch that uses them is not
+    wrong, it waits for the fix). Unreadable files are left to their batch's verdict."""
     import duckdb
 
     parts = []
-    validated = list_batches("validated", dataset=dataset, settings=settings)
+    zones = {"validated": list_batches("validated", dataset=dataset, settings=settings),
+             "pending": dirs,
+             "held": list_batches("quarantine", dataset=dataset, settings=settings)}
     for kind, key in (("items", "item_id"), ("users", "user_id")):
-        for d in [*validated, *dirs]:
-            f = d / f"{kind}.parquet"
-            if not f.exists():
-                continue
-            tag = "" if d.parent.name == "validated" else d.name
-            parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, "
-                         f"{sql_literal(tag)} AS batch FROM read_parquet({sql_literal(f)})")
+        for state, batch_dirs in zones.items():
+            for d in batch_dirs:
+                f = d / f"{kind}.parquet"
+                if not f.exists():
+                    continue
+                parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, "
+                             f"{sql_literal(d.name)} AS batch, '{state}' AS state "
+                             f"FROM read_parquet({sql_literal(f)})")
     con = duckdb.connect()
     try:
         good = []
@@ -74,8 +83,9 @@ def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
                 good.append(q)
             except duckdb.Error:
                 pass
-        body = " UNION ALL ".join(good) or \
-            "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS id, NULL::VARCHAR AS batch WHERE false"
+        body = " UNION ALL ".join(good) or (
+            "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS id, NULL::VARCHAR AS batch, "
+            "NULL::VARCHAR AS state WHERE false")
         con.execute(f"COPY ({body}) TO {sql_literal(out)} (FORMAT parquet)")
     finally:
         con.close()
@@ -91,9 +101,9 @@ def judge_batches(dirs: list[Path], settings: Settings, known: Path) -> list[Ver
         for d in dirs:
             t0 = time.perf_counter()
             h = content_hash(d)
-            failures, rows, gx_results = _judge(gxs, d, known)
+            failures, rows, gx_results, (needs, held) = _judge(gxs, d, known)
             out.append(Verdict(d, h, failures, rows, gx_results if failures else {},
-                               time.perf_counter() - t0))
+                               time.perf_counter() - t0, needs=needs, held=held))
         if any(v.failures for v in out):
             try:
                 docs = gxs.build_docs()
@@ -137,10 +147,11 @@ def judge_in_workers(chunks: list[list[Path]], settings: Settings, known: Path,
 
 
 def _judge(gxs: GxSession, batch_dir: Path, known: Path,
-           ) -> tuple[list[Failure], dict[str, int], dict]:
+           ) -> tuple[list[Failure], dict[str, int], dict, tuple[dict, dict]]:
     failures: list[Failure] = []
     rows: dict[str, int] = {}
     results: dict = {}
+    deps: tuple[dict, dict] = ({}, {})
     if not (batch_dir / "events.parquet").exists():
         failures.append(Failure("events", "batch_has_events_file", None,
                                 "events.parquet is missing from the batch"))
@@ -167,7 +178,9 @@ def _judge(gxs: GxSession, batch_dir: Path, known: Path,
         if broken:
             raise ValidatorError("; ".join(broken))
         failures += fails
-    return failures, rows, results
+        if kind == "events" and not fails:
+            deps = _dependencies(gxs, view)
+    return failures, rows, results, deps
 
 
 def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
@@ -175,8 +188,35 @@ def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
 
 
 def _known_views(gxs: GxSession, known: Path, batch_id: str) -> None:
-    # a batch may reference ids from validated batches and from pending batches before it
+    """known_items/known_users: what exists for this batch (validated, pending up to it, held in
+    quarantine); id_source: for each id this batch may use that is not validated, the batch
+    that brings it (the earliest pending one, else the quarantined one holding it)."""
+    me = sql_literal(batch_id)
+    gxs.sql(f"CREATE OR REPLACE VIEW known_ids AS SELECT * FROM read_parquet({sql_literal(known)}) "
+            f"WHERE state <> 'pending' OR batch <= {me}")
     for kind, key in (("items", "item_id"), ("users", "user_id")):
-        gxs.sql(f"CREATE OR REPLACE VIEW known_{kind} AS SELECT id AS {key} FROM "
-                f"read_parquet({sql_literal(known)}) WHERE kind = '{kind}' "
-                f"AND batch <= {sql_literal(batch_id)}")
+        gxs.sql(f"CREATE OR REPLACE VIEW known_{kind} AS SELECT DISTINCT id AS {key} "
+                f"FROM known_ids WHERE kind = '{kind}'")
+    gxs.sql(f"""CREATE OR REPLACE VIEW id_source AS
+        SELECT kind, id, coalesce(min(batch) FILTER (WHERE state = 'pending'),
+                                  min(batch)) AS batch,
+               CASE WHEN count(*) FILTER (WHERE state = 'pending') > 0 THEN 'pending'
+                    ELSE 'held' END AS state
+        FROM known_ids GROUP BY kind, id
+        HAVING count(*) FILTER (WHERE state = 'validated') = 0
+           AND count(*) FILTER (WHERE state = 'pending' AND batch = {me}) = 0""")
+
+
+def _dependencies(gxs: GxSession, view: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(pending batch → events needing it, quarantined batch → events needing it)."""
+    rows = gxs.sql(f"""
+        SELECT state, batch, count(*) FROM (
+            SELECT e.event_id, s.state, s.batch FROM "{view}" AS e JOIN id_source AS s
+              ON s.kind = 'items' AND s.id = CAST(e.item_id AS VARCHAR)
+            UNION
+            SELECT e.event_id, s.state, s.batch FROM "{view}" AS e JOIN id_source AS s
+              ON s.kind = 'users' AND s.id = CAST(e.user_id AS VARCHAR)) AS d
+        GROUP BY 1, 2 ORDER BY 2""")
+    needs = {b: int(n) for state, b, n in rows if state == "pending"}
+    held = {b: int(n) for state, b, n in rows if state == "held"}
+    return needs, held

@@ -31,3 +31,25 @@ def append_ledger(settings: Settings, dataset: str | None, rec: dict) -> None:
         fh.write(json.dumps(rec, default=str) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def reconcile(settings: Settings, dataset: str | None, ledger: dict[str, dict]) -> list[str]:
+    """Record batches a killed run moved but could not record (the move is the last step of a
+    verdict, the ledger line right after it): each is judged by the zone it sits in."""
+    import datetime as dt
+
+    from shoprec.lake import content_hash, list_batches
+
+    recorded = {(r["batch_id"], r["status"]) for r in ledger.values()}
+    fixed = []
+    for zone, status in (("validated", "validated"), ("quarantine", "quarantined")):
+        for d in list_batches(zone, dataset=dataset, settings=settings):
+            if (d.name, status) in recorded or "~" in d.name:
+                continue
+            rec = {"batch_id": d.name, "content_hash": content_hash(d), "status": status,
+                   "path": str(d), "at": dt.datetime.now(dt.UTC).isoformat(),
+                   "reason": "recorded after an interrupted run"}
+            append_ledger(settings, dataset, rec)
+            ledger[rec["content_hash"]] = rec
+            fixed.append(d.name)
+    return fixed

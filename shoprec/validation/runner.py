@@ -20,13 +20,13 @@ from shoprec.lake import content_hash, find_batch, list_batches, split_names
 from shoprec.names import ALLOWED
 from shoprec.validation.failures import Failure
 from shoprec.validation.judge import Verdict, build_known_ids, judge_batches, judge_in_workers
-from shoprec.validation.ledger import append_ledger, read_ledger
+from shoprec.validation.ledger import append_ledger, read_ledger, reconcile
 
 
 @dataclass
 class BatchResult:
     batch_id: str
-    status: str  # validated | quarantined | unchanged | skipped (unsafe folder name)
+    status: str  # validated | quarantined | waiting | unchanged | skipped (unsafe folder)
     content_hash: str
     path: Path
     failures: list[Failure] = field(default_factory=list)
@@ -77,11 +77,13 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
                 note(BatchResult(b, "unchanged", "", where[1], note=f"already {where[0]}"))
     dirs = sorted(dirs, key=lambda p: p.name)
     ledger = read_ledger(settings, dataset)
+    reconcile(settings, dataset, ledger)
     todo = []
     for d in dirs:
         h = content_hash(d)
         seen = ledger.get(h)
-        if seen is not None and seen["batch_id"] == d.name and not force:
+        if (seen is not None and seen["batch_id"] == d.name and seen["status"] != "waiting"
+                and not force):
             # the same bytes under the same name were judged before: a redelivery, no-op
             r = BatchResult(d.name, "unchanged", h, d,
                             note=f"already {seen['status']} at {seen['at']}")
@@ -101,34 +103,67 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
             verdicts = judge_in_workers([todo[i::n] for i in range(n)], settings, known, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    stopped: set[str] = set()  # quarantined or waiting in this run, in batch order
     for v in sorted(verdicts, key=lambda v: v.batch_dir.name):
-        r = _apply(v, settings, dataset, ledger)
+        held = {**v.held, **{b: n for b, n in v.needs.items() if b in stopped}}
+        r = _apply(v, settings, dataset, ledger, held)
+        if r.status in {"quarantined", "waiting"}:
+            stopped.add(r.batch_id)
         out.append(r)
         note(r)
     return out
 
 
+def _held_line(held: dict[str, int]) -> str:
+    return "; ".join(f"{n:,} events use ids held with quarantined/waiting batch {b}"
+                     for b, n in sorted(held.items()))
+
+
 def _apply(v: Verdict, settings: Settings, dataset: str | None,
-           ledger: dict[str, dict]) -> BatchResult:
-    """Move the batch whole to its zone, write the quarantine report, record the verdict."""
+           ledger: dict[str, dict], held: dict[str, int]) -> BatchResult:
+    """Move the batch whole to its zone (or leave it waiting), write the quarantine report,
+    record the verdict. `held`: batches this one needs that did not pass."""
     batch_id = v.batch_dir.name
     failures = list(v.failures)
     clash = find_batch(batch_id, dataset=dataset, settings=settings)
-    if clash and clash[0] != "landing" and not failures:
+    if clash and clash[0] == "validated" and not failures:
         failures.append(Failure("batch", "batch_id_unique", None,
                                 f"batch id already {clash[0]} with other content"))
+    policy = settings.validation.held_reference_policy
+    note = ""
+    if held and not failures:
+        if policy == "fail":
+            failures.append(Failure("events", "references_held_ids", "item_id",
+                                    _held_line(held)))
+        elif policy == "warn":
+            note = f"warning: {_held_line(held)}"
+        else:
+            return _wait(v, settings, dataset, held)
     status = "quarantined" if failures else "validated"
     result = BatchResult(batch_id, status, v.content_hash, v.batch_dir, failures, v.rows,
-                         v.seconds)
+                         v.seconds, note=note)
     zone = "quarantine" if failures else "validated"
+    if failures:  # the report first, the move last: a killed run leaves old or whole new state
+        _write_report(v.batch_dir, result, v.gx_results, v.docs)
     result.path = _move(v.batch_dir, settings.zone(zone, dataset), batch_id)
-    if failures:
-        _write_report(result.path, result, v.gx_results, v.docs)
     rec = {"batch_id": batch_id, "content_hash": v.content_hash, "status": status,
            "path": str(result.path), "at": dt.datetime.now(dt.UTC).isoformat(),
            "reason": result.reason()}
     append_ledger(settings, dataset, rec)
     ledger[v.content_hash] = rec
+    return result
+
+
+def _wait(v: Verdict, settings: Settings, dataset: str | None,
+          held: dict[str, int]) -> BatchResult:
+    """Leave the batch in landing: judged again on every run, it goes through once the batch it
+    needs is re-delivered fixed. Recorded in the ledger, which does not treat it as final."""
+    result = BatchResult(v.batch_dir.name, "waiting", v.content_hash, v.batch_dir, [], v.rows,
+                         v.seconds, note=f"waits: {_held_line(held)}")
+    append_ledger(settings, dataset, {
+        "batch_id": result.batch_id, "content_hash": v.content_hash, "status": "waiting",
+        "path": str(v.batch_dir), "at": dt.datetime.now(dt.UTC).isoformat(),
+        "reason": result.note, "waits_for": sorted(held)})
     return result
 
 
@@ -142,7 +177,8 @@ def _move(src: Path, zone_dir: Path, name: str) -> Path:
 
 
 def _write_report(dst: Path, result: BatchResult, gx_results: dict, docs: Path | None) -> None:
-    # the report appears whole or not at all, and never replaces one already there
+    # the report appears whole or not at all; one left by a run killed before its move is redone
+    shutil.rmtree(dst / "_validation", ignore_errors=True)
     with atomic_path(dst / "_validation", directory=True, replace=False) as tmp:
         (tmp / "reason.txt").write_text(result.reason() + "\n")
         (tmp / "result.json").write_text(json.dumps(
