@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -161,7 +164,9 @@ def test_csv_with_mapping(settings: Settings, tmp_path: Path) -> None:
     assert report.imported == {"events": 3} and report.rejected == {"events": 0}
     assert report.dataset == "shop" and report.batch_id.startswith("import-shop_export-")
     assert report.rejected_path is None
-    assert sorted(p.name for p in report.path.iterdir()) == ["events.parquet"]
+    # batch content only: "_"-prefixed names are sidecars (lake.py), not contract tables
+    assert sorted(p.name for p in report.path.iterdir() if not p.name.startswith("_")) == [
+        "events.parquet"]
     events = read(report.path, "events")
     assert events.schema.equals(contract.EVENTS)
     rows = events.to_pylist()
@@ -288,3 +293,233 @@ def test_cli_imports(shoprec_home: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "events 3 imported" in res.output
     assert read(shoprec_home / "lake" / "web" / "landing" / "day-1", "events").num_rows == 3
+
+
+# ------------------------------------------------------------------------------ epoch units
+
+TEN_AM = 1704103200  # 2024-01-01T10:00:00Z in epoch seconds
+
+
+def epoch_csv(f: Path, values: list[str]) -> Path:
+    rows = "".join(f"e{i},u1,i1,view,{v},s1\n" for i, v in enumerate(values))
+    f.write_text("event_id,user_id,item_id,event_type,ts,session_id\n" + rows)
+    return f
+
+
+@pytest.mark.parametrize("unit,scale", [("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9)])
+def test_epoch_unit_is_detected_from_the_magnitude(unit: str, scale: int, settings: Settings,
+                                                   tmp_path: Path) -> None:
+    f = epoch_csv(tmp_path / f"epoch-{unit}.csv", [str(TEN_AM * scale), str((TEN_AM + 1) * scale)])
+    report = import_file(f, mapping={"event_timestamp": "ts"}, settings=settings)
+    stamps = [t.isoformat() for t in read(report.path, "events")["event_timestamp"].to_pylist()]
+    assert stamps == ["2024-01-01T10:00:00+00:00", "2024-01-01T10:00:01+00:00"]
+    assert report.time_units == {"event_timestamp": f"{unit} (detected)"}
+    assert f"epoch unit of event_timestamp: {unit} (detected)" in report.summary()
+
+
+def test_epoch_ms_floats_and_parquet_microseconds(settings: Settings, tmp_path: Path) -> None:
+    f = epoch_csv(tmp_path / "float-ms.csv", [f"{TEN_AM * 1000 + 250}.0"])  # pandas-style float
+    row = read(import_file(f, mapping={"event_timestamp": "ts"}, settings=settings).path,
+               "events").to_pylist()[0]
+    assert row["event_timestamp"].isoformat() == "2024-01-01T10:00:00.250000+00:00"
+    users = pa.table({"user_id": ["u1"], "signup_at": pa.array([TEN_AM * 10**6 + 7], pa.int64())})
+    pq.write_table(users, p := tmp_path / "users-us.parquet")
+    report = import_file(p, kind="users", settings=settings)
+    assert report.time_units == {"signup_at": "us (detected)"}
+    signup = read(report.path, "users")["signup_at"][0].as_py()
+    assert signup.isoformat() == "2024-01-01T10:00:00.000007+00:00"  # exact to the microsecond
+
+
+def test_explicit_time_unit_overrides_detection(settings: Settings, tmp_path: Path) -> None:
+    # a catalogue of old films in epoch seconds: 1965 is outside detection, the option says "s"
+    f = tmp_path / "old-items.csv"
+    f.write_text("item_id,title,category,brand,price,created_at\ni1,Help!,film,1960s,1,-157766400\n")
+    with pytest.raises(ContractError, match="created_at.*--time-unit"):
+        import_file(f, kind="items", settings=settings)
+    report = import_file(f, kind="items", time_unit="s", settings=settings)
+    assert report.time_units == {"created_at": "s (given)"}
+    created = read(report.path, "items")["created_at"][0].as_py()
+    assert created.isoformat() == "1965-01-01T00:00:00+00:00"
+    # the given unit wins even where detection would pick another
+    g = epoch_csv(tmp_path / "forced.csv", [str(TEN_AM)])
+    report = import_file(g, mapping={"event_timestamp": "ts"}, time_unit="ms", settings=settings)
+    stamp = read(report.path, "events")["event_timestamp"][0].as_py()
+    assert stamp.isoformat() == "1970-01-20T17:21:43.200000+00:00"
+    with pytest.raises(ContractError, match="--time-unit 'days'"):
+        import_file(g, time_unit="days", settings=settings)
+
+
+@pytest.mark.parametrize("values,found", [
+    (["20240101", "20240102"], r"row 0: 20240101\)"),  # YYYYMMDD digits: no unit fits
+    ([str(TEN_AM), str(TEN_AM * 1000)], r"row 1: 1704103200000, while row 0 reads as 's'"),
+])
+def test_implausible_epoch_numbers_are_refused(values: list[str], found: str,
+                                               settings: Settings, tmp_path: Path) -> None:
+    f = epoch_csv(tmp_path / "implausible.csv", values)
+    with pytest.raises(ContractError) as err:
+        import_file(f, mapping={"event_timestamp": "ts"}, settings=settings)
+    msg = str(err.value)
+    assert msg.startswith(f"{f}, column 'event_timestamp'") and "source column 'ts'" in msg
+    assert re.search(found, msg) and "1990..2100" in msg and "sample row" in msg
+    assert landing_is_empty(settings)
+
+
+# ------------------------------------------------------------------------------ dropped columns
+
+
+def test_source_columns_left_out_of_the_contract_are_reported(settings: Settings,
+                                                              tmp_path: Path) -> None:
+    f = tmp_path / "extra.csv"
+    f.write_text("id,event_id,uid,sku,type,ts,session,coupon,note\n"
+                 "e1,legacy-1,u1,A,view,2024-01-01T10:00:00Z,s1,SAVE10,hi\n")
+    report = import_file(f, mapping=parse_mapping(MAP), settings=settings)
+    # `event_id` lost to the mapping event_id=id: its values are not imported either
+    assert report.dropped_columns == ["event_id", "coupon", "note"]
+    assert "dropped columns not in the contract: ['event_id', 'coupon', 'note']" in \
+        report.summary()
+    g = tmp_path / "exact.csv"
+    g.write_text(GOOD)
+    assert import_file(g, mapping=parse_mapping(MAP), settings=settings).dropped_columns == []
+
+
+# ------------------------------------------------------------------------------ delimiter, encoding
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_delimiter_is_detected(sep: str, settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "semi.csv"
+    f.write_text(GOOD.replace(",", sep))
+    report = import_file(f, mapping=parse_mapping(MAP), settings=settings)
+    assert report.imported == {"events": 3}
+    assert f"delimiter {sep!r} (detected)" in report.summary()
+    rows = read(report.path, "events").to_pylist()
+    assert (rows[1]["user_id"], rows[1]["price"], rows[1]["quantity"]) == ("007", 9.5, 2)
+
+
+ITEMS_CSV = "item_id;title;category;brand;price;created_at\n" \
+            "i1;Café crème;Boissons;Dürr;2.5;2024-01-01T00:00:00Z\n"
+
+
+def test_latin1_is_detected_and_named(settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "latin1.csv"
+    f.write_bytes(ITEMS_CSV.encode("latin-1"))
+    report = import_file(f, kind="items", settings=settings)
+    row = read(report.path, "items").to_pylist()[0]
+    assert (row["title"], row["brand"], row["price"]) == ("Café crème", "Dürr", 2.5)
+    assert "read as cp1252: could not decode as utf-8 at byte" in report.summary()
+    again = import_file(f, kind="items", encoding="latin-1", batch_id="given", settings=settings)
+    assert not any("utf-8" in n for n in again.notes)  # a given encoding is no guess
+    assert read(again.path, "items")["title"][0].as_py() == "Café crème"
+
+
+def test_unreadable_text_names_the_cause(settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "latin1.csv"
+    f.write_bytes(ITEMS_CSV.encode("latin-1"))
+    at = ITEMS_CSV.encode("utf-8").index("é".encode())
+    with pytest.raises(ContractError, match=rf"latin1\.csv: could not decode as utf-8 at byte "
+                       rf"{at} \(line 2.*pass the file's encoding, e.g. --encoding latin-1"):
+        import_file(f, kind="items", encoding="utf-8", settings=settings)
+    g = tmp_path / "utf16.csv"  # UTF-16 without a byte-order mark: NUL bytes everywhere
+    g.write_bytes(ITEMS_CSV.encode("utf-16-le"))
+    with pytest.raises(ContractError, match="could not decode as utf-8 at byte .*NUL bytes"):
+        import_file(g, kind="items", settings=settings)
+    assert import_file(g, kind="items", encoding="utf-16-le", delimiter=";",
+                       settings=settings).imported == {"items": 1}
+    with pytest.raises(ContractError, match=r"only one column found with delimiter ','.*"
+                       r"the header looks ';'-delimited: pass --delimiter ';'"):
+        import_file(f, kind="items", delimiter=",", settings=settings)
+    h = tmp_path / "spaces.csv"
+    h.write_text("item_id title category\ni1 a b\n")
+    with pytest.raises(ContractError, match="only one column.*pass --delimiter"):
+        import_file(h, kind="items", settings=settings)
+    with pytest.raises(ContractError, match="unknown encoding"):
+        import_file(f, kind="items", encoding="klingon", settings=settings)
+
+
+# ------------------------------------------------------------------------------ length limits
+
+
+def test_over_long_values_are_refused_by_conform() -> None:
+    now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    ok_id, long_id = "u" * contract.MAX_ID_LENGTH, "u" * (contract.MAX_ID_LENGTH + 1)
+    users = pa.table({"user_id": ["a", ok_id], "signup_at": [now, now]})
+    assert contract.conform(users, "users", "users.csv").num_rows == 2  # the limit itself fits
+    with pytest.raises(ContractError) as err:
+        contract.conform(pa.table({"user_id": ["a", long_id], "signup_at": [now, now]}),
+                         "users", "users.csv")
+    assert err.value.column == "user_id" and "max length" in err.value.rule
+    assert f"{contract.MAX_ID_LENGTH + 1:,} characters" in str(err.value) and "row 1" in str(
+        err.value)
+    items = pa.table({"item_id": ["i1"], "title": ["x" * 1_000_000], "category": ["c"],
+                      "brand": ["b"], "price": [1.0], "created_at": [now]})
+    with pytest.raises(ContractError) as err:
+        contract.conform(items, "items", "items.csv")
+    msg = str(err.value)
+    assert msg.startswith("items.csv, column 'title': max length: 1,000,000 characters")
+    assert f"at most {contract.MAX_TEXT_LENGTH:,}" in msg
+    assert len(msg) < 400 and "(1,000,000 chars)" in msg  # the sample row is clipped
+    assert set(contract.MAX_LENGTH) == {
+        "event_id", "user_id", "item_id", "session_id", "event_type", "title", "category",
+        "brand", "country", "segment"}
+
+
+def test_over_long_value_in_a_file_is_refused_whole(settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "long.csv"
+    f.write_text(GOOD + f"e4,007,{'A' * 300},view,2024-01-01T10:00:00Z,s1,,\n")
+    with pytest.raises(ContractError, match=r"long\.csv, column 'item_id': max length: 300 "
+                       r"characters.*\(row 3\).*source column 'sku'"):
+        import_file(f, mapping=parse_mapping(MAP), settings=settings)
+    assert landing_is_empty(settings)
+
+
+def test_a_megabyte_string_is_quarantined_by_the_gate(settings: Settings) -> None:
+    from shoprec.lake import write_batch
+    from shoprec.simulate import simulate
+    from shoprec.validation import validate
+
+    simulate("tiny", seed=5, days=1, settings=settings)
+    (day,) = settings.zone("landing").iterdir()
+    tables = {f.stem: pq.read_table(f) for f in day.glob("*.parquet")}
+    shutil.rmtree(day)
+    items = tables["items"]
+    titles = items["title"].to_pylist()
+    titles[0] = "x" * 1_000_000
+    tables["items"] = items.set_column(items.schema.get_field_index("title"), "title",
+                                       pa.array(titles, pa.string()))
+    write_batch("huge-title", tables, settings=settings)
+    (r,) = validate(settings=settings, workers=1)
+    assert r.status == "quarantined"
+    (fail,) = r.failures
+    assert (fail.table, fail.column, fail.rule) == ("items", "title",
+                                                    "unexpected_rows_expectation")
+    line = fail.line()
+    assert "column 'title'" in line and f"at most {contract.MAX_TEXT_LENGTH:,}" in line
+    assert "1000000 chars" in line and len(line) < 500  # names the row, does not quote it
+
+
+# ------------------------------------------------------------------------------ CLI options
+
+
+def test_cli_file_options_and_one_line_errors(shoprec_home: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from shoprec.cli import main
+
+    f = epoch_csv(tmp_path / "semi.csv", [str(TEN_AM)])
+    f.write_text(f.read_text().replace(",", ";"))
+    res = CliRunner().invoke(app, ["data", "import", "file", str(f), "--map", "event_timestamp=ts",
+                                   "--delimiter", ";", "--time-unit", "s", "--encoding", "utf-8"],
+                             terminal_width=300)
+    assert res.exit_code == 0, res.output
+    assert "epoch unit of event_timestamp: s (given)" in " ".join(res.output.split())
+    for args, expected in (
+            (["--delimiter", ","], "pass --delimiter ';'"),
+            (["--time-unit", "fortnights"], "--time-unit 'fortnights'"),
+            (["--kind", "orders"], "unknown kind 'orders'")):
+        monkeypatch.setattr(sys, "argv", ["shoprec", "data", "import", "file", str(f),
+                                          "--batch-id", "other", *args])
+        with pytest.raises(SystemExit) as ex:
+            main()
+        out = capsys.readouterr().err
+        assert ex.value.code == 2 and expected in " ".join(out.split()), out
+        assert out.count("\n") == 1 and out.startswith(f"error: {f}"), out

@@ -15,6 +15,9 @@ class ImportReport:
     rejected: dict[str, int] = field(default_factory=dict)
     skipped: bool = False  # the batch had landed before: re-runs are no-ops
     rejected_path: Path | None = None  # rejected rows, kept outside the batch so none is lost
+    dropped_columns: list[str] = field(default_factory=list)  # source columns not imported
+    time_units: dict[str, str] = field(default_factory=dict)  # epoch column → "ms (detected)"
+    notes: list[str] = field(default_factory=list)  # how the file was read, when it was guessed
 
     def summary(self) -> str:
         if self.skipped:
@@ -24,4 +27,12 @@ class ImportReport:
             for k in self.imported
         )
         kept = f" (rejected rows: {self.rejected_path})" if self.rejected_path else ""
-        return f"{self.dataset}/{self.batch_id}: {parts} → {self.path}{kept}"
+        return f"{self.dataset}/{self.batch_id}: {parts} → {self.path}{kept}" + "".join(
+            f"; {x}" for x in self.remarks())
+
+    def remarks(self) -> list[str]:
+        """What the import guessed or left out, so nothing happens to the data unsaid."""
+        out = [f"epoch unit of {c}: {u}" for c, u in self.time_units.items()]
+        if self.dropped_columns:
+            out.append(f"dropped columns not in the contract: {self.dropped_columns}")
+        return out + self.notes

@@ -172,9 +172,10 @@ def to_contract(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
         "signup_at": users["user_id"].map(first_user).fillna(fallback).astype("int64"),
         "segment": users["occupation"].mask(users["occupation"].eq("")),
     })
-    return {"events": conform(events, "events", source),
-            "items": conform(item_table, "items", source),
-            "users": conform(user_table, "users", source)}
+    # epoch seconds, said outright: films released before 1990 are outside unit detection
+    return {"events": conform(events, "events", source, time_unit="s"),
+            "items": conform(item_table, "items", source, time_unit="s"),
+            "users": conform(user_table, "users", source, time_unit="s")}
 
 
 # ---------------------------------------------------------------- finding the files

@@ -14,12 +14,19 @@ Two kinds of bad input, treated differently on purpose:
 
 The default batch id, `import-<stem>-<sha256[:12] of the bytes>`, makes re-importing the same file
 a no-op and gives a changed file a new batch. The file is read into memory whole.
+
+What is guessed is said: a CSV's delimiter (tried , ; tab | on the header), its encoding (utf-8,
+else cp1252/latin-1) and the unit of epoch-number timestamps (by magnitude) each have an option
+that overrides the guess, and the report names what was detected and which source columns were
+left out of the contract.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import re
 from pathlib import Path
 
@@ -31,13 +38,26 @@ import pyarrow.parquet as pq
 
 from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
-from shoprec.contract import EVENT_TYPES, KEYS, SCHEMAS, ContractError, conform
+from shoprec.contract import (
+    EPOCH_UNITS,
+    EVENT_TYPES,
+    KEYS,
+    SCHEMAS,
+    ContractError,
+    conform,
+    epoch_unit,
+    sample_row,
+)
 from shoprec.importers import ImportReport
 from shoprec.lake import find_batch, write_batch, write_parquet
 from shoprec.names import check_name
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+DELIMITERS = (",", ";", "\t", "|")  # tried in this order; a tie goes to the first
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # for a file that is not utf-8; latin-1 never fails
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INT = r"^-?\d+$"
+_NUMBER = r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:
@@ -46,10 +66,11 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         target, sep, src = (p.strip() for p in pair.partition("="))
         if not sep or not target or not src:
-            raise ValueError(f"bad column mapping {pair!r}: expected contract_column=source_column"
-                             ", e.g. event_timestamp=ts")
+            raise ContractError("--map", None, f"bad column mapping {pair!r}: expected "
+                                "contract_column=source_column, e.g. event_timestamp=ts")
         if target in mapping:
-            raise ValueError(f"bad column mapping {pair!r}: '{target}' is mapped twice")
+            raise ContractError("--map", None,
+                                f"bad column mapping {pair!r}: '{target}' is mapped twice")
         mapping[target] = src
     return mapping
 
@@ -71,23 +92,15 @@ def import_file(
     dataset: str | None = None,
     batch_id: str | None = None,
     settings: Settings | None = None,
+    time_unit: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
-    """Import one CSV/Parquet file as the `kind` table of a new landing batch (see module doc)."""
+    """Import one CSV/Parquet file as the `kind` table of a new landing batch (see module doc).
+    `time_unit`, `delimiter` and `encoding` override what would otherwise be detected."""
     settings = settings or get_settings()
     path, mapping = Path(path), dict(mapping or {})
-    if kind not in SCHEMAS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {list(SCHEMAS)}")
-    schema = SCHEMAS[kind]
-    if unknown := sorted(set(mapping) - set(schema.names)):
-        raise ValueError(f"mapping names {unknown}, which are not {kind} contract columns "
-                         f"{schema.names}")
-    if event_type is not None and (kind != "events" or event_type not in EVENT_TYPES):
-        raise ValueError(f"--event-type {event_type!r} needs kind 'events' and one of "
-                         f"{list(EVENT_TYPES)}")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; "
-                         "expected .csv or .parquet")
+    fmt = _check_options(path, kind, mapping, event_type, time_unit, delimiter, encoding)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if batch_id is not None:
@@ -98,20 +111,26 @@ def import_file(
         return ImportReport(dataset, batch_id, hit[1], skipped=True)
 
     source = str(path)
-    table = _rename(_read(path, fmt, kind), mapping, source)
+    raw, notes = _read(path, fmt, kind, _delimiter_char(delimiter), encoding)
+    dropped = _dropped(raw.column_names, mapping, kind, event_type)
+    table = _rename(raw, mapping, source)
     if event_type is not None:
         const = pa.array([event_type] * table.num_rows, pa.string())
         if "event_type" in table.column_names:
             table = table.drop_columns(["event_type"])
         table = table.append_column("event_type", const)
+    prepared = _prepare_text(table, kind)
     try:
-        table = conform(_prepare_text(table, kind), kind, source)
+        table = conform(prepared, kind, source, time_unit=time_unit)
     except ContractError as e:  # point at the column as the file spells it, too
         src = mapping.get(e.column or "")
         if not src or src == e.column:
             raise
         raise ContractError(source, e.column, f"{e.rule} [source column '{src}']",
                             e.sample) from None
+    units = _epoch_units(prepared, kind, time_unit)
+    if time_unit and not units:
+        notes.append(f"time unit '{time_unit}' unused: no numeric timestamp column")
 
     keep, reason = _row_rules(table, kind)
     kept = table.filter(keep)
@@ -127,34 +146,190 @@ def import_file(
         # only unknown event types can reject every row (the first of repeated keys is kept)
         raise ContractError(source, "event_type", f"all {table.num_rows} rows were rejected: "
                             f"{reason[0].as_py()} (rows kept in {rejected_path})",
-                            table.slice(0, 1).to_pylist()[0])
+                            sample_row(table, 0))
     out = write_batch(batch_id, {kind: kept}, dataset=dataset, settings=settings)
     return ImportReport(dataset, batch_id, out, imported={kind: kept.num_rows},
                         rejected={kind: table.num_rows - kept.num_rows},
-                        rejected_path=rejected_path)
+                        rejected_path=rejected_path, dropped_columns=dropped,
+                        time_units=units, notes=notes)
 
 
-def _read(path: Path, fmt: str, kind: str) -> pa.Table:
-    """CSV as text (ids keep leading zeros, nothing depends on type guessing); Parquet as typed."""
+def _check_options(path: Path, kind: str, mapping: dict[str, str], event_type: str | None,
+                   time_unit: str | None, delimiter: str | None, encoding: str | None) -> str:
+    """The file's format, once every option is known to make sense: ContractErrors, so the CLI
+    prints one line, not a traceback."""
+    source = str(path)
+    if kind not in SCHEMAS:
+        raise ContractError(source, None, f"unknown kind {kind!r}; expected one of "
+                            f"{list(SCHEMAS)}")
+    schema = SCHEMAS[kind]
+    if unknown := sorted(set(mapping) - set(schema.names)):
+        raise ContractError(source, unknown[0], f"mapping names {unknown}, which are not {kind} "
+                            f"contract columns {schema.names}")
+    if event_type is not None and (kind != "events" or event_type not in EVENT_TYPES):
+        raise ContractError(source, "event_type", f"--event-type {event_type!r} needs kind "
+                            f"'events' and one of {list(EVENT_TYPES)}")
+    if time_unit is not None and time_unit not in EPOCH_UNITS:
+        raise ContractError(source, None, f"--time-unit {time_unit!r}: expected one of "
+                            f"{list(EPOCH_UNITS)}")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ContractError(source, None, f"unsupported file type {path.suffix!r}; "
+                            "expected .csv or .parquet")
+    if fmt == "parquet" and (delimiter or encoding):
+        raise ContractError(source, None, "--delimiter and --encoding apply to CSV files only")
+    if delimiter is not None:
+        _delimiter_char(delimiter, source)
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ContractError(source, None, f"--encoding {encoding!r}: unknown encoding; "
+                                "e.g. utf-8, cp1252, latin-1, utf-16") from None
+    return fmt
+
+
+def _delimiter_char(delimiter: str | None, source: str = "--delimiter") -> str | None:
+    """'\\t' and 'tab' mean a tab: a real tab is hard to type in a shell."""
+    if delimiter is None:
+        return None
+    d = {"\\t": "\t", "tab": "\t"}.get(delimiter.lower(), delimiter)
+    if len(d) != 1 or d in "\r\n\"":
+        raise ContractError(source, None, f"--delimiter {delimiter!r}: expected one character "
+                            "other than a quote or newline, e.g. ';' or 'tab'")
+    return d
+
+
+def _dropped(columns: list[str], mapping: dict[str, str], kind: str,
+             event_type: str | None) -> list[str]:
+    """Source columns whose values do not reach the contract table."""
+    names = [n for n in SCHEMAS[kind].names if not (n == "event_type" and event_type)]
+    used = {mapping.get(n, n) for n in names}
+    return [c for c in columns if c not in used]
+
+
+def _epoch_units(table: pa.Table, kind: str, time_unit: str | None) -> dict[str, str]:
+    """Timestamp column holding epoch numbers → the unit conform read it in, given or detected."""
+    out = {}
+    for f in SCHEMAS[kind]:
+        if not pa.types.is_timestamp(f.type) or f.name not in table.column_names:
+            continue
+        t = table[f.name].type
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            out[f.name] = f"{time_unit} (given)" if time_unit else \
+                f"{epoch_unit(table[f.name])} (detected)"
+    return out
+
+
+def _all_match(col: pa.ChunkedArray, pattern: str) -> bool:
+    return bool(pc.all(pc.match_substring_regex(col, pattern)).as_py())
+
+
+def _read(path: Path, fmt: str, kind: str, delimiter: str | None,
+          encoding: str | None) -> tuple[pa.Table, list[str]]:
+    """(table, notes on what was guessed). CSV as text (ids keep leading zeros, nothing depends
+    on type guessing); Parquet as typed."""
     expected = f"expected columns {SCHEMAS[kind].names}"
+    source = str(path)
     if path.stat().st_size == 0:
-        raise ContractError(str(path), None, f"empty file: no header and no {kind} rows; "
+        raise ContractError(source, None, f"empty file: no header and no {kind} rows; "
                             + expected)
-    try:
-        if fmt == "parquet":
+    notes: list[str] = []
+    if fmt == "parquet":
+        try:
             table = pq.read_table(path)
-        else:
-            with path.open(newline="", encoding="utf-8-sig") as fh:
-                header = next(csv.reader(fh), [])
-            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        except (pa.ArrowException, OSError) as e:
+            raise ContractError(source, None, f"not a readable Parquet file ({_one_line(e)})"
+                                ) from None
+    else:
+        table = _read_csv(path.read_bytes(), source, delimiter, encoding, notes)
+    if table.num_rows == 0:
+        raise ContractError(source, None, f"empty file: no {kind} rows; {expected}")
+    return table, notes
+
+
+def _read_csv(data: bytes, source: str, delimiter: str | None, encoding: str | None,
+              notes: list[str]) -> pa.Table:
+    """Decode, find the delimiter, parse every column as text; notes say what was guessed."""
+    utf8, enc_note = _to_utf8(data, source, encoding)
+    if enc_note:
+        notes.append(enc_note)
+    header_line = utf8.split(b"\n", 1)[0].decode("utf-8").lstrip("\ufeff").rstrip("\r")
+    sep = delimiter or _sniff_delimiter(header_line)
+    if delimiter is None and sep != ",":
+        notes.append(f"delimiter {sep!r} (detected)")
+    header = next(csv.reader([header_line], delimiter=sep), [])
+    if len(header) == 1:  # no kind of table fits in one column
+        raise ContractError(source, None, _one_column(header_line, sep, delimiter is not None))
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(utf8),
+            parse_options=pacsv.ParseOptions(delimiter=sep),
+            convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()),
                 strings_can_be_null=True, null_values=[""]))
-    except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as e:
-        what = "Parquet" if fmt == "parquet" else "CSV"
-        raise ContractError(str(path), None, f"not a readable {what} file ({e})") from None
-    if table.num_rows == 0:
-        raise ContractError(str(path), None, f"empty file: no {kind} rows; {expected}")
+    except (pa.ArrowException, csv.Error) as e:
+        raise ContractError(source, None, f"not a readable CSV file with delimiter {sep!r} "
+                            f"({_one_line(e)})") from None
     return table
+
+
+def _to_utf8(data: bytes, source: str, encoding: str | None) -> tuple[bytes, str | None]:
+    """(utf-8 bytes, note): decoded from the given encoding, else the byte-order mark's, else
+    utf-8 (kept as is), else cp1252 or latin-1 with a note. A file with NUL bytes is not text in
+    a one-byte encoding: refused rather than read as garbage."""
+    if encoding is None:
+        for bom, enc in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                         (codecs.BOM_UTF16_BE, "utf-16")):
+            if data.startswith(bom):
+                encoding = enc
+                break
+    try:
+        text = data.decode(encoding or "utf-8")
+    except UnicodeDecodeError as e:
+        error = e
+    else:
+        if codecs.lookup(encoding or "utf-8").name == "utf-8":
+            return data, None  # valid already: no second copy of a large file
+        return text.lstrip("\ufeff").encode("utf-8"), None
+    where = _decode_error(error, data)
+    if encoding is not None:
+        raise ContractError(source, None, f"{where}; pass the file's encoding, e.g. "
+                            "--encoding latin-1") from None
+    if b"\x00" in data:
+        raise ContractError(source, None, f"{where}; the file holds NUL bytes: binary, or UTF-16 "
+                            "without a byte-order mark? pass --encoding (e.g. utf-16-le)")
+    for enc in FALLBACK_ENCODINGS:
+        try:
+            return data.decode(enc).encode("utf-8"), f"read as {enc}: {where}"
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")
+
+
+def _decode_error(e: UnicodeDecodeError, data: bytes) -> str:
+    line = data[: e.start].count(b"\n") + 1
+    return (f"could not decode as {e.encoding} at byte {e.start} (line {line}, "
+            f"{data[e.start:e.start + 1]!r}: {e.reason})")
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    """The candidate that splits the header into the most fields (a tie goes to ',')."""
+    return max(DELIMITERS, key=lambda d: len(next(csv.reader([header_line], delimiter=d), [])))
+
+
+def _one_column(header_line: str, sep: str, given: bool) -> str:
+    """Why a CSV came out as one column, and what to pass instead."""
+    found = f"only one column found with delimiter {sep!r} (header {header_line[:80]!r})"
+    other = _sniff_delimiter(header_line)
+    if given and other != sep:
+        return f"{found}; the header looks {other!r}-delimited: pass --delimiter {other!r}"
+    return (f"{found}; none of {list(DELIMITERS)} splits it: pass --delimiter with the file's "
+            "separator")
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 def _rename(table: pa.Table, mapping: dict[str, str], source: str) -> pa.Table:
@@ -163,16 +338,16 @@ def _rename(table: pa.Table, mapping: dict[str, str], source: str) -> pa.Table:
         t, s = missing[0]
         raise ContractError(source, s, f"source column '{s}' (mapped to contract column '{t}') "
                             f"is not in the file; found {table.column_names}",
-                            table.slice(0, 1).to_pylist()[0])
+                            sample_row(table, 0))
     back = {s: t for t, s in mapping.items()}
     cols = [c for c in table.column_names if c in back or c not in mapping]
     return table.select(cols).rename_columns([back.get(c, c) for c in cols])
 
 
 def _prepare_text(table: pa.Table, kind: str) -> pa.Table:
-    """CSV text that conform would misread: epoch-second digits → int64 (conform reads integers
-    as epoch seconds), integers via float64 so pandas' '2.0' exports fit. Text that does not cast
-    is left alone for conform to report with its row."""
+    """CSV text that conform would misread: epoch numbers in a timestamp column → int64 or
+    float64 (conform reads numbers as epoch values and detects their unit), integers via float64
+    so pandas' '2.0' exports fit. Text that does not cast is left for conform to report."""
     for field in SCHEMAS[kind]:
         if field.name not in table.column_names:
             continue
@@ -180,9 +355,11 @@ def _prepare_text(table: pa.Table, kind: str) -> pa.Table:
         if not pa.types.is_string(col.type):
             continue
         target = None
-        if pa.types.is_timestamp(field.type) and \
-                pc.all(pc.match_substring_regex(col, r"^-?\d+$")).as_py():
-            target = pa.int64()
+        if pa.types.is_timestamp(field.type):
+            if _all_match(col, _INT):
+                target = pa.int64()
+            elif _all_match(col, _NUMBER):
+                target = pa.float64()
         elif pa.types.is_integer(field.type):
             target = pa.float64()
         if target is not None:

@@ -69,6 +69,10 @@ def add_content(suite: gx.ExpectationSuite, kind: str, v: ValidationSettings,
         if not f.nullable:
             suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))
+    for f in schema:
+        if f.name in contract.MAX_LENGTH:
+            suite.add_expectation(_max_length(f.name, contract.MAX_LENGTH[f.name], key,
+                                              v.sample_size))
     # events and signups start at the configured start; catalogue rows may be older (a film
     # from 1965 is a fine item), but nothing is stamped in the future
     earliest = None if kind == "items" else v.min_timestamp
@@ -128,3 +132,19 @@ def _unknown_reference(ref: str, rate: float, sample: int) -> gxe.UnexpectedRows
                 FROM {{batch}} AS b LEFT JOIN known_{ref}s AS k ON k.{col} = b.{col}
                 WHERE b.{col} IS NOT NULL) AS t
             WHERE n > 0 AND unknown / n > {rate}""")
+
+
+def _max_length(col: str, limit: int, key: str, sample: int) -> gxe.UnexpectedRowsExpectation:
+    """No string over its contract length: a query, not ExpectColumnValueLengthsToBeBetween,
+    whose failure would quote the whole (megabyte) value; this one names keys and lengths."""
+    too_long = f"length({col}) > {limit}"
+    return gxe.UnexpectedRowsExpectation(
+        meta={"column": col},
+        description=f"column {col}: at most {limit:,} characters (contract.MAX_LENGTH)",
+        unexpected_rows_query=f"""
+            SELECT bad, n, bad / n AS rate, sample FROM (
+                SELECT count(*) FILTER (WHERE {too_long}) AS bad, count(*) AS n,
+                       list(left({key}, 40) || ' (' || length({col}) || ' chars)')
+                         FILTER (WHERE {too_long})[1:{sample}] AS sample
+                FROM {{batch}}) AS t
+            WHERE bad > 0""")
