@@ -45,7 +45,7 @@ def main(scale: str = "large") -> None:
     from feature_repo.data_sources import export_path
     from feature_repo.names import SERVING_SERVICE, USER_DAILY
     from shoprec.config import FeastSettings, Settings
-    from shoprec.features.materialize import materialize
+    from shoprec.features.materialize import materialize, teardown
     from shoprec.features.store import get_store
 
     home = Path(tempfile.mkdtemp(prefix="shoprec-bench-feast-"))
@@ -70,7 +70,7 @@ def main(scale: str = "large") -> None:
                 f"'{export_path(s.feature_exports(), USER_DAILY)}')").fetchall()]
             svc = store.get_feature_service(SERVING_SERVICE)
             results[backend] = (secs, _lookups(store, users, svc), len(users))
-            store.teardown()
+            teardown(s)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     total = sum(rows.values())

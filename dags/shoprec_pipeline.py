@@ -28,6 +28,7 @@ from airflow.sdk import Param, dag, task
 from shoprec.names import PATTERN_TEXT
 from shoprec.pipeline import assets
 from shoprec.pipeline.dbt_cosmos import dbt_task_group
+from shoprec.pipeline.tasks import MACROS
 
 
 @dag(
@@ -38,6 +39,7 @@ from shoprec.pipeline.dbt_cosmos import dbt_task_group
     doc_md=__doc__,
     tags=["shoprec"],
     max_active_tasks=1,
+    user_defined_macros=MACROS,
     params={
         "dataset": Param("shop", type="string", pattern=PATTERN_TEXT,
                          description="Dataset namespace in the lake."),

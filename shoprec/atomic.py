@@ -40,7 +40,9 @@ def atomic_path(final: Path, *, directory: bool = False, replace: bool = True,
         if replace:
             os.replace(tmp, final)
         elif directory:
-            os.rename(tmp, final)  # fails when `final` exists (non-empty) on POSIX
+            if final.exists() and any(final.iterdir()):
+                raise FileExistsError(f"{final} already exists")
+            os.rename(tmp, final)  # an empty `final` is replaced, a full one refused
         else:
             os.link(tmp, final)  # fails when `final` exists
             tmp.unlink()

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 
 from feature_repo.names import SERVING_SERVICE, USER_KEY
+from shoprec import quiet
+from shoprec.cli_lake import app as lake_app
 from shoprec.config import get_settings
 
 app = typer.Typer(help="Shoprec: real-time shop recommendations, end to end.", no_args_is_help=True)
@@ -17,7 +19,16 @@ import_app = typer.Typer(help="Import public or exported data into the contract.
                          no_args_is_help=True)
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
+app.add_typer(lake_app, name="lake")
 console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar=quiet.VERBOSE_ENV,
+                                 help="Show tracebacks, warnings and library logs."),
+) -> None:
+    quiet.set_verbose(verbose)
 
 
 @data_app.command("simulate")
@@ -65,12 +76,19 @@ def import_file_cmd(
         [], "--map", help="contract_column=source_column, repeatable."),
     event_type: str = typer.Option(None, help="Constant event type for every row (events)."),
     batch_id: str = typer.Option(None, help="Batch name (default: derived from the file)."),
+    time_unit: str = typer.Option(None, help="Unit of numeric epoch timestamps: s, ms, us or "
+                                  "ns (default: detected from their magnitude)."),
+    delimiter: str = typer.Option(None, help="CSV delimiter, e.g. ';' or 'tab' (default: "
+                                  "detected from the header among , ; tab |)."),
+    encoding: str = typer.Option(None, help="CSV text encoding, e.g. latin-1 (default: utf-8, "
+                                 "else cp1252/latin-1, said in the report)."),
 ) -> None:
     """A CSV/Parquet file with a column mapping into the contract."""
     from shoprec.importers.tabular import import_file, parse_mapping
 
     report = import_file(path, kind=kind, mapping=parse_mapping(mapping), event_type=event_type,
-                         dataset=dataset, batch_id=batch_id, settings=get_settings())
+                         dataset=dataset, batch_id=batch_id, settings=get_settings(),
+                         time_unit=time_unit, delimiter=delimiter, encoding=encoding)
     console.print(f"[green]imported[/] {report.summary()}")
 
 
@@ -90,14 +108,16 @@ def validate_cmd(
     s = get_settings()
     t0 = time.perf_counter()
     colour = {"validated": "green", "quarantined": "red", "unchanged": "dim",
-              "skipped": "yellow"}
+              "skipped": "yellow", "waiting": "yellow"}
 
     def show(r) -> None:
         rows = sum(r.rows.values())
         line = f"[{colour[r.status]}]{r.status:>11}[/] {r.batch_id}"
-        line += (f"  {r.note}" if r.status in {"unchanged", "skipped"}
+        line += (f"  {r.note}" if r.status in {"unchanged", "skipped", "waiting"}
                  else f"  {rows:,} rows {r.seconds:.2f} s")
         console.print(line)
+        if r.status == "validated" and r.note:
+            console.print(f"             [yellow]![/] {r.note}")
         for f in r.failures:
             console.print(f"             [red]✗[/] {f.line()}")
         if r.status == "quarantined":
@@ -113,7 +133,7 @@ def validate_cmd(
     bad = n["quarantined"]
     console.print(f"[{'red' if bad else 'green'}]validate[/] {n['validated']} validated, "
                   f"{bad} quarantined, {n['unchanged']} unchanged"
-                  + (f", {n['skipped']} skipped" if n["skipped"] else "") + " in "
+                  + "".join(f", {n[k]} {k}" for k in ("waiting", "skipped") if n[k]) + " in "
                   f"{time.perf_counter() - t0:.1f} s → {s.lake(dataset)}"
                   + (f"; Data Docs: {s.data_docs_index()}" if bad else ""))
     if bad:
@@ -129,22 +149,30 @@ def transform_cmd(
 ) -> None:
     """dbt build (staging → marts → features, with tests) and publish the analysts' snapshot."""
     from shoprec.transform import transform
-    from shoprec.transform.runner import DbtError, generate_docs
+    from shoprec.transform.runner import generate_docs
 
     s = get_settings()
-    try:
-        report = transform(settings=s, dataset=dataset, full_refresh=full_refresh, select=select)
-        console.print(f"[green]transform[/] {report.summary()}")
-        if docs:
-            console.print(f"[green]docs[/] {generate_docs(settings=s, dataset=dataset)}")
-    except DbtError as e:
-        console.print(f"[red]transform failed:[/] {e}")
-        raise typer.Exit(1) from None
+    report = transform(settings=s, dataset=dataset, full_refresh=full_refresh, select=select)
+    console.print(f"[green]transform[/] {report.summary()}")  # a DbtError: one line in main()
+    if docs:
+        console.print(f"[green]docs[/] {generate_docs(settings=s, dataset=dataset)}")
 
 
-features_app = typer.Typer(help="Feast feature store: apply, materialize, look up, push.",
-                            no_args_is_help=True)
+features_app = typer.Typer(help="Feast feature store: apply, materialize, status, look up, "
+                            "push.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+
+
+def _online(settings, fn, /, *args, **kwargs):
+    """Call fn; an unreachable online store ends in one red line and exit code 1."""
+    from shoprec.features.online import OnlineStoreUnavailable, reachable
+
+    try:
+        with reachable(settings):
+            return fn(*args, **kwargs)
+    except OnlineStoreUnavailable as e:
+        console.print(f"error: {e}", style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
 
 @features_app.command("apply")
@@ -167,8 +195,21 @@ def features_materialize_cmd(
     """Export dbt's feature tables and load what is new into the online store."""
     from shoprec.features.materialize import materialize
 
-    report = materialize(settings=get_settings(), dataset=dataset)
+    s = get_settings()
+    report = _online(s, materialize, settings=s, dataset=dataset)
     console.print(f"[green]materialize[/] {report.summary()}")
+
+
+@features_app.command("status")
+def features_status_cmd(
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Per view: the registry's, the online store's and the offline export's state; "behind"
+    means the next materialize loads that view."""
+    from shoprec.features.status import status
+
+    s = get_settings()
+    typer.echo(_online(s, status, settings=s, dataset=dataset).table())
 
 
 @features_app.command("get")
@@ -182,9 +223,11 @@ def features_get_cmd(
 
     from shoprec.features.store import get_store
 
-    store = get_store(get_settings(), dataset)
-    d = store.get_online_features(features=store.get_feature_service(service),
-                                  entity_rows=[{USER_KEY: u} for u in user_id]).to_dict()
+    s = get_settings()
+    store = get_store(s, dataset)
+    d = _online(s, lambda: store.get_online_features(
+        features=store.get_feature_service(service),
+        entity_rows=[{USER_KEY: u} for u in user_id]).to_dict())
     typer.echo(json.dumps(d, default=str, indent=1))
 
 
@@ -199,7 +242,8 @@ def features_push_cmd(
     from shoprec.features.store import get_store
 
     s = get_settings()
-    seq = LiveSequences(get_store(s, dataset), s, dataset).push(user_id, item_id, event_type)
+    live = LiveSequences(get_store(s, dataset), s, dataset)
+    seq = _online(s, live.push, user_id, item_id, event_type)
     typer.echo(" → ".join(f"{i}:{t}" for _, i, t in seq))
 
 
@@ -293,25 +337,49 @@ def env_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) 
         typer.echo(f"export {k}={shlex.quote(v)}")
 
 
-def main() -> None:
-    """Console entry point: input errors end in one clear red line and exit code 2, no traceback."""
+def _log_file() -> Path | None:
+    """Where third-party warnings and logs go when the console hides them."""
+    try:
+        return get_settings().log_file()
+    except Exception:  # a setting that does not parse: main() reports it in one line
+        return None
+
+
+def main(hard_exit: bool = False) -> None:
+    """Console entry point: expected failures end in one clear red line and an exit code (2: bad
+    input, 1: a stage or service failed, 3: the validator broke), no traceback unless -v."""
     from pydantic import ValidationError
 
     from shoprec.contract import ContractError
-    from shoprec.names import InvalidName
+    from shoprec.lifecycle import LifecycleError
+    from shoprec.names import InvalidName, UsageError
     from training.data import TrainingDataError
 
+    quiet.setup(log_file=_log_file())
     try:
         app()
-    except (ContractError, TrainingDataError, InvalidName, FileNotFoundError) as e:
-        console.print(f"error: {e}", style="red", markup=False, highlight=False)
-        raise SystemExit(2) from None
+        code = 0
+    except SystemExit as e:  # how click ends every command, and SIGTERM
+        code = quiet.exit_code(e)
+    except (ContractError, TrainingDataError, InvalidName, LifecycleError, UsageError,
+            FileNotFoundError) as e:
+        code = quiet.fail(console, 2, quiet.describe(e))
     except ValidationError as e:  # a SHOPREC_* setting that does not parse
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "settings"
-        console.print(f"error: setting {where}: {first['msg']}", markup=False, highlight=False)
-        raise SystemExit(2) from None
+        code = quiet.fail(console, 2, f"setting {where}: {first['msg']}")
+    except Exception as e:
+        known = quiet.runtime_failure(e)
+        code = quiet.crash(e) if known is None else quiet.fail(console, *known)
+    if hard_exit:  # the `shoprec` process itself: skip the noisy interpreter teardown
+        quiet.finish(code)
+    raise SystemExit(code)  # called in-process (tests, other tools): a normal exit
+
+
+def run() -> None:
+    """The `shoprec` console script."""
+    main(hard_exit=True)
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -129,6 +129,15 @@ class Settings(BaseSettings):
         """Append-only verdicts of the gate, keyed by content hash."""
         return self.lake(dataset) / "_validation_ledger.jsonl"
 
+    def arrival_counter(self, dataset: str | None = None) -> Path:
+        """The last arrival number handed to a delivery (lock-protected counter)."""
+        return self.lake(dataset) / "_arrivals"
+
+    def rebuild_marker(self, dataset: str | None = None) -> Path:
+        """Set when a validated batch was retracted or superseded: derived data (dbt's increments,
+        the online store) must be rebuilt in full, not extended."""
+        return self.lake(dataset) / "_rebuild_needed.json"
+
     def warehouse(self, dataset: str | None = None) -> Path:
         """The DuckDB file dbt writes (one writer at a time)."""
         return self.root / "warehouse" / f"{self._ds(dataset)}.duckdb"
@@ -211,6 +220,10 @@ class Settings(BaseSettings):
         """The Great Expectations Data Docs site (open index.html)."""
         return self.reports_dir / "data_docs"
 
+    def log_file(self) -> Path:
+        """What the CLI keeps off the console: third-party warnings and logs (`-v` shows them)."""
+        return self.root / "logs" / "shoprec.log"
+
     def data_docs_index(self) -> Path:
         return self.data_docs_dir / "index.html"
 
@@ -229,13 +242,16 @@ class Settings(BaseSettings):
         return {
             "landing": self.zone("landing", ds), "validated": self.zone("validated", ds),
             "quarantine": self.zone("quarantine", ds),
-            "validation_ledger": self.validation_ledger(ds), "warehouse": self.warehouse(ds),
+            "validation_ledger": self.validation_ledger(ds),
+            "arrival_counter": self.arrival_counter(ds),
+            "rebuild_marker": self.rebuild_marker(ds), "warehouse": self.warehouse(ds),
             "analytics_snapshot": self.analytics_snapshot(ds),
             "warehouse_snapshots": self.warehouse_snapshots(), "dbt_state": self.dbt_state(ds),
             "feast_state": self.feast_state(ds), "feast_yaml": self.feast_yaml(ds),
             "feature_exports": self.feature_exports(ds), "runs": self.runs_dir(ds),
             "model_registry": self.model_registry(), "serving_state": self.serving_state(),
             "reports": self.reports_dir, "data_docs": self.data_docs_dir,
+            "log_file": self.log_file(),
             "import_rejects": self.import_rejects(ds), "cache": self.cache_dir,
         }
 

@@ -1,14 +1,20 @@
 """The lake: landing → validated | quarantine zones of day/import batches.
 
 A batch is a directory holding `events.parquet` and, when it brings new catalogue or user rows,
-`items.parquet` / `users.parquet`. It is the unit that is validated, moved and never deleted.
+`items.parquet` / `users.parquet`, plus `_delivery.json`: its lineage (arrival number, when it
+landed, where from), outside the contract and outside its content hash. It is the unit that is
+validated, moved and never deleted; arrival order, not the batch's name, decides which delivery
+of an event counts and which version of a batch supersedes another.
 Every write goes to a temporary sibling first and is renamed into place, so a reader never sees
 a half-written batch and a crash leaves nothing behind but a `.tmp-*` directory.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +27,7 @@ from shoprec.names import check_name, inside, is_name
 
 ZONES = ("landing", "validated", "quarantine")
 TABLES = ("events", "items", "users")
+DELIVERY = "_delivery.json"  # lineage sidecar; names starting with "_" are not batch content
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -35,6 +42,7 @@ def write_batch(
     dataset: str | None = None,
     zone: str = "landing",
     settings: Settings | None = None,
+    source: str | None = None,
 ) -> Path:
     """Write one batch atomically into `zone`. Returns the batch directory."""
     settings = settings or get_settings()
@@ -46,7 +54,43 @@ def write_batch(
     with atomic_path(final, directory=True, replace=False, durable=True) as tmp:
         for name, table in tables.items():
             write_parquet(table, tmp / f"{name}.parquet")
+        _write_delivery(tmp, batch_id, settings, dataset, source)
     return final
+
+
+def next_arrival(settings: Settings, dataset: str | None = None) -> int:
+    """A number that grows with every delivery of the dataset, across processes."""
+    path = settings.arrival_counter(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        n = int(fh.read().strip() or 0) + 1
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(n))
+        fh.flush()
+    return n
+
+
+def _write_delivery(batch_dir: Path, batch_id: str, settings: Settings, dataset: str | None,
+                    source: str | None) -> None:
+    rec = {"batch_id": batch_id, "arrival": next_arrival(settings, dataset),
+           "landed_at": dt.datetime.now(dt.UTC).isoformat(), "source": source}
+    (batch_dir / DELIVERY).write_text(json.dumps(rec) + "\n")
+
+
+def delivery(batch_dir: Path) -> dict:
+    """The batch's lineage record ({} for a batch that has none yet)."""
+    f = batch_dir / DELIVERY
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def ensure_delivery(batch_dir: Path, settings: Settings, dataset: str | None) -> dict:
+    """Give a batch dropped into the lake by hand its arrival number (now), once."""
+    if not (batch_dir / DELIVERY).is_file():
+        _write_delivery(batch_dir, batch_dir.name, settings, dataset, "found in the lake")
+    return delivery(batch_dir)
 
 
 def find_batch(batch_id: str, *, dataset: str | None = None,
@@ -82,7 +126,8 @@ def split_names(batch_dirs: list[Path], zone_dir: Path) -> tuple[list[Path], lis
 
 
 def iter_files(batch_dir: Path) -> Iterator[Path]:
-    yield from sorted(p for p in batch_dir.iterdir() if p.is_file())
+    """The batch's content: its files, without lineage or reports (names starting with '_')."""
+    yield from sorted(p for p in batch_dir.iterdir() if p.is_file() and p.name[0] != "_")
 
 
 def content_hash(batch_dir: Path) -> str:

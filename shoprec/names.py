@@ -14,6 +14,10 @@ ALLOWED = ("1-128 characters: letters, digits, '.', '_' and '-', starting with a
            "digit")
 
 
+class UsageError(ValueError):
+    """An option value the command cannot use (an unknown scale, ...): one line, exit 2."""
+
+
 class InvalidName(ValueError):
     """A dataset, batch, run or version name that could escape its folder or break SQL."""
 

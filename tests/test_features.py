@@ -1,23 +1,37 @@
 """Feast against the real stores: point-in-time training sets, online = latest offline, lossless
 concurrent live pushes. Every test runs on SQLite and on the Redis at 127.0.0.1:6379 (with its
-own Feast project, torn down afterwards)."""
+own Feast project, torn down afterwards). Tests that flush or restart Redis start a private
+redis-server on a free port instead: the shared one is never emptied or reconfigured."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import shutil
+import socket
+import subprocess
 import threading
+import time
 import uuid
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import redis
+from typer.testing import CliRunner
 
 from feature_repo.data_sources import export_path
-from shoprec.config import FeastSettings, Settings
+from feature_repo.names import ITEM_DAILY, USER_DAILY, USER_LIVE_SEQUENCE, USER_SEQUENCE
+from shoprec.cli import app
+from shoprec.config import FeastSettings, Settings, reset_settings_cache
+from shoprec.features import OnlineStoreUnavailable
+from shoprec.features.export import ExportStats, export_features
 from shoprec.features.live import LiveSequences
-from shoprec.features.materialize import materialize
+from shoprec.features.materialize import FIRST, OVERLAP, materialize, plan, teardown
+from shoprec.features.status import status
 from shoprec.features.store import get_store
+from shoprec.features.watermark import Watermark
 from tests.conftest import copy_published_warehouse
 
 USER_FEATURES = ["views_7d", "purchases_30d", "spend_30d", "top_category_30d"]
@@ -34,7 +48,7 @@ def fs(request, built_shop, tmp_path_factory):
     report = materialize(settings=s)
     store = get_store(s)
     yield s, store, report
-    store.teardown()
+    teardown(s)  # Feast's teardown and the online watermarks it does not know about
     if request.param == "redis":
         import redis
 
@@ -182,3 +196,181 @@ def test_a_push_changes_what_serving_reads_at_once(fs):
         "recent_item_ids"][0]) - 1):]
 
 
+
+
+# ------------------------------------------- the online store's own watermark (issue 16, item 4)
+
+VIEWS = sorted([ITEM_DAILY, USER_DAILY, USER_LIVE_SEQUENCE, USER_SEQUENCE])
+NO_MARK = "full: no watermark in the online store"
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def own_redis():
+    """(port, client) of a private redis-server without persistence, stopped at teardown."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
+                             "no", "--daemonize", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    yield port, client
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _home(built_shop: Settings, home, **feast) -> Settings:
+    s = Settings(home=home, feast=FeastSettings(**feast))
+    copy_published_warehouse(built_shop, s)
+    return s
+
+
+def _switched(s: Settings, **feast) -> Settings:
+    """The same home with other Feast settings (SHOPREC_FEAST__ONLINE_STORE=redis...)."""
+    return Settings(home=s.home, feast=s.feast.model_copy(update=feast))
+
+
+def _online_views_7d(s: Settings, users) -> dict:
+    d = get_store(s).get_online_features(
+        features=["user_daily:views_7d"], entity_rows=[{"user_id": u} for u in users]).to_dict()
+    return dict(zip(d["user_id"], d["views_7d"], strict=True))
+
+
+def _assert_online_is_complete(s: Settings) -> None:
+    off = _offline(s, "user_daily").sort_values("event_timestamp").groupby("user_id").tail(1)
+    want = dict(zip(off.user_id, off.views_7d.astype(int), strict=True))
+    assert len(want) > 500
+    assert _online_views_7d(s, want) == want
+
+
+def test_plan_trusts_the_registry_only_while_the_online_watermark_agrees():
+    def day(d: int) -> dt.datetime:
+        return dt.datetime(2026, 1, d, tzinfo=dt.UTC)
+
+    export = ExportStats(100, day(5), day(10))
+    end = day(10) + dt.timedelta(microseconds=1)
+    mark = Watermark("v", end, export, "reg", day(11))
+    assert plan(export, end, mark, "reg") is None  # up to date
+    full = {
+        NO_MARK: plan(export, end, None, "reg"),
+        FIRST: plan(export, None, mark, "reg"),
+        "full: the online watermark belongs to another registry":
+            plan(export, end, dataclasses.replace(mark, registry="other"), "reg"),
+        "full: the online store is older than the registry":
+            plan(export, end + dt.timedelta(days=1), mark, "reg"),
+        "full: the offline history now starts earlier":
+            plan(ExportStats(150, day(1), day(10)), end, mark, "reg"),
+    }
+    for reason, w in full.items():
+        assert (w.reason, w.full, w.end) == (reason, True, end)
+        assert w.start == (day(1) if "earlier" in reason else day(5))
+    newer = plan(ExportStats(120, day(5), day(12)), end, mark, "reg")
+    assert (newer.start, newer.reason, newer.full) == (end - OVERLAP, "new offline rows", False)
+    rewritten = plan(ExportStats(101, day(5), day(10)), end, mark, "reg")
+    assert (rewritten.start, rewritten.reason) == (end - OVERLAP, "offline export changed")
+    assert plan(ExportStats(0, None, None), None, None, "reg") is None
+    assert plan(None, None, None, "reg") is None
+
+
+def test_a_flushed_redis_is_refilled_in_full(built_shop, tmp_path, own_redis):
+    port, client = own_redis
+    s = _home(built_shop, tmp_path, online_store="redis", redis_connection=f"127.0.0.1:{port}")
+    first = materialize(settings=s)
+    _assert_online_is_complete(s)
+    client.flushall()  # what a restart without persistence leaves: the registry still says done
+    assert set(_online_views_7d(s, ["u1", "u2", "u3"]).values()) == {None}
+    assert status(settings=s).behind == VIEWS
+    again = materialize(settings=s)
+    assert again.windows == first.windows, again.summary()  # the whole history, not "up to date"
+    assert set(again.reasons.values()) == {NO_MARK}
+    assert "in full (no watermark in the online store)" in again.summary()
+    _assert_online_is_complete(s)
+    assert status(settings=s).behind == []
+    assert all(w is None for w in materialize(settings=s).windows.values())
+
+
+def test_an_existing_sqlite_home_switched_to_redis_fills_redis_first(built_shop, tmp_path,
+                                                                     own_redis):
+    port, _ = own_redis
+    lite = _home(built_shop, tmp_path)
+    first = materialize(settings=lite)
+    red = _switched(lite, online_store="redis", redis_connection=f"127.0.0.1:{port}")
+    assert status(settings=red).behind == VIEWS
+    on_redis = materialize(settings=red)
+    assert on_redis.windows == first.windows
+    assert set(on_redis.reasons.values()) == {NO_MARK}
+    _assert_online_is_complete(red)
+    # and back: SQLite still holds what the registry says, so nothing is reloaded there
+    assert all(w is None for w in materialize(settings=lite).windows.values())
+    _assert_online_is_complete(lite)
+
+
+def _status_states(output: str) -> dict[str, str]:
+    rows = output.strip().splitlines()[2:]  # after the store line and the header
+    return {r.split()[0]: r.split("  ")[-1].strip() for r in rows}
+
+
+def test_status_says_behind_before_materialize_and_up_to_date_after(built_shop, shoprec_home):
+    s = _home(built_shop, shoprec_home)
+    export_features(s, "shop")
+    before = runner.invoke(app, ["features", "status"])
+    assert before.exit_code == 0, before.output
+    assert _status_states(before.output) == {v: f"behind ({FIRST})" for v in VIEWS}
+    assert "offline rows" in before.output and "registry up to" in before.output
+    done = runner.invoke(app, ["features", "materialize"])
+    assert done.exit_code == 0, done.output
+    after = runner.invoke(app, ["features", "status", "--dataset", "shop"])
+    assert _status_states(after.output) == {v: "up to date" for v in VIEWS}
+    report = status(settings=s)
+    assert all(v.mark.end == v.registry_end for v in report.views)
+    assert all(v.mark.export == v.export and v.export.rows > 0 for v in report.views)
+
+
+def test_a_deleted_sqlite_online_store_is_refilled(built_shop, tmp_path):
+    s = _home(built_shop, tmp_path)
+    first = materialize(settings=s)
+    s.feast_online_db("shop").unlink()
+    assert status(settings=s).behind == VIEWS
+    again = materialize(settings=s)
+    assert again.windows == first.windows
+    assert set(again.reasons.values()) == {NO_MARK}
+    _assert_online_is_complete(s)
+
+
+@pytest.mark.parametrize("command", [["materialize"], ["status"], ["get", "u1"],
+                                     ["push", "u1", "i1"]])
+def test_an_unreachable_redis_is_one_clear_line(command, shoprec_home, monkeypatch):
+    port = _free_port()  # nothing listens there
+    monkeypatch.setenv("SHOPREC_FEAST__ONLINE_STORE", "redis")
+    monkeypatch.setenv("SHOPREC_FEAST__REDIS_CONNECTION", f"127.0.0.1:{port}")
+    reset_settings_cache()
+    if command[0] == "get":  # the feature service must be registered for the lookup to start
+        assert runner.invoke(app, ["features", "apply"]).exit_code == 0
+    result = runner.invoke(app, ["features", *command])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: Redis at 127.0.0.1:{port} is unreachable "
+                               "(SHOPREC_FEAST__REDIS_CONNECTION): ")
+    if command[0] == "status":
+        with pytest.raises(OnlineStoreUnavailable, match="is unreachable") as e:
+            status(settings=Settings(home=shoprec_home))
+        assert isinstance(e.value, RuntimeError)

@@ -49,7 +49,7 @@ def built(tmp_path_factory):
 def test_dbt_build_passes_on_tiny_with_tests(built):
     s, report = built
     assert report.counts.get("error", 0) == 0 and report.counts.get("fail", 0) == 0
-    assert report.counts["success"] == 14  # models
+    assert report.counts["success"] == 15  # models
     assert report.counts["pass"] >= 35  # data tests + unit tests
     with _analytics(s) as con:
         n_events = con.execute("select count(*) from marts.fct_events").fetchone()[0]

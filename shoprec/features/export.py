@@ -6,6 +6,8 @@ nanosecond tz-aware Parquet timestamps). Each file is written to a temp name and
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from feature_repo.data_sources import export_path
@@ -38,11 +40,24 @@ def export_features(settings: Settings, dataset: str) -> dict[str, int]:
     return rows
 
 
-def data_range(path: Path) -> tuple:
-    """(min, max) event_timestamp of an export, as tz-aware datetimes (None, None if empty)."""
+@dataclass(frozen=True)
+class ExportStats:
+    """What an export holds: its identity in an online watermark, its range in `status`."""
+
+    rows: int
+    lo: dt.datetime | None  # min event_timestamp (None when empty)
+    hi: dt.datetime | None  # max event_timestamp
+
+
+def export_stats(path: Path) -> ExportStats | None:
+    """Row count and event_timestamp range of an export (None when it was never written)."""
     import duckdb
 
+    if not Path(path).exists():
+        return None
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        return con.execute("SELECT min(event_timestamp), max(event_timestamp) "
-                           "FROM read_parquet(?)", [str(path)]).fetchone()
+        rows, lo, hi = con.execute("SELECT count(*), min(event_timestamp), max(event_timestamp) "
+                                   "FROM read_parquet(?)", [str(path)]).fetchone()
+    return ExportStats(rows, lo, hi)
+

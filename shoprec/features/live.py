@@ -15,6 +15,7 @@ import pandas as pd
 
 from feature_repo.names import LIVE_EVENTS, SEQUENCE, USER_KEY, USER_LIVE_SEQUENCE
 from shoprec.config import Settings, get_settings
+from shoprec.features.online import reachable, redis_client
 
 STRIPES = 256
 ITEMS, TYPES, TIMES = SEQUENCE
@@ -31,11 +32,7 @@ class LiveSequences:
         self._last_row_us = 0
         self._redis = None
         if self.settings.feast.online_store == "redis":
-            import redis
-
-            host, _, rest = self.settings.feast.redis_connection.partition(":")
-            port = int(rest.split(",")[0] or 6379)
-            self._redis = redis.Redis(host=host, port=port)
+            self._redis = redis_client(self.settings)
         self._lock_dir = self.settings.feast_locks(self.dataset)
         self._lock_dir.mkdir(parents=True, exist_ok=True)
 
@@ -57,19 +54,21 @@ class LiveSequences:
 
     def get(self, user_id: str) -> list[tuple[int, str, str]]:
         """The online sequence as (time µs, item_id, event_type), oldest first."""
-        d = self.store.get_online_features(
-            features=[f"{USER_LIVE_SEQUENCE}:{f}" for f in SEQUENCE],
-            entity_rows=[{USER_KEY: user_id}],
-        ).to_dict()
+        with reachable(self.settings):
+            d = self.store.get_online_features(
+                features=[f"{USER_LIVE_SEQUENCE}:{f}" for f in SEQUENCE],
+                entity_rows=[{USER_KEY: user_id}],
+            ).to_dict()
         times, items, types = (d[f][0] or [] for f in (TIMES, ITEMS, TYPES))
         return list(zip(times, items, types, strict=True))
 
     def push(self, user_id: str, item_id: str, event_type: str,
              ts: dt.datetime | None = None) -> list[tuple[int, str, str]]:
-        """Append one event (in time order, keeping the latest N); returns the new sequence."""
+        """Append one event (in time order, keeping the latest N); returns the new sequence.
+        Raises OnlineStoreUnavailable when Redis cannot be reached."""
         ts = ts or dt.datetime.now(dt.UTC)
         t_us = int(ts.timestamp() * 1_000_000)
-        with self._locked(user_id):
+        with reachable(self.settings), self._locked(user_id):
             seq = self.get(user_id)
             seq.append((t_us, item_id, event_type))
             seq.sort(key=lambda e: e[0])  # stable: equal times keep arrival order

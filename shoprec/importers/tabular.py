@@ -49,7 +49,8 @@ from shoprec.contract import (
     sample_row,
 )
 from shoprec.importers import ImportReport
-from shoprec.lake import find_batch, write_batch, write_parquet
+from shoprec.lake import write_parquet
+from shoprec.lifecycle import land_tables
 from shoprec.names import check_name
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -107,8 +108,6 @@ def import_file(
         check_name(batch_id, "batch")
     dataset = check_name(dataset, "dataset") if dataset else settings.dataset
     batch_id = batch_id or default_batch_id(path)
-    if hit := find_batch(batch_id, dataset=dataset, settings=settings):
-        return ImportReport(dataset, batch_id, hit[1], skipped=True)
 
     source = str(path)
     raw, notes = _read(path, fmt, kind, _delimiter_char(delimiter), encoding)
@@ -147,7 +146,13 @@ def import_file(
         raise ContractError(source, "event_type", f"all {table.num_rows} rows were rejected: "
                             f"{reason[0].as_py()} (rows kept in {rejected_path})",
                             sample_row(table, 0))
-    out = write_batch(batch_id, {kind: kept}, dataset=dataset, settings=settings)
+    out, what = land_tables(batch_id, {kind: kept}, dataset=dataset, settings=settings,
+                            source=source)
+    if what == "unchanged":  # the same bytes under the same id: a re-run, nothing to do
+        return ImportReport(dataset, batch_id, out, skipped=True)
+    if what == "new version":
+        notes.append(f"a new version of batch {batch_id}: `shoprec validate` judges it and it "
+                     "supersedes the earlier one")
     return ImportReport(dataset, batch_id, out, imported={kind: kept.num_rows},
                         rejected={kind: table.num_rows - kept.num_rows},
                         rejected_path=rejected_path, dropped_columns=dropped,

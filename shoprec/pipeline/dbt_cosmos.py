@@ -90,7 +90,8 @@ def project_manifest() -> Path:
 def dbt_task_group(group_id: str = "dbt", **kwargs):
     """A cosmos DbtTaskGroup: `<model>.run` then `<model>.test` per model; a test that reads two
     models (relationships) gets its own task after both. Extra kwargs go to the task group (e.g.
-    `default_args`). The DAG needs the params `dataset` and `full_refresh`."""
+    `default_args`). The DAG needs the params `dataset` and `full_refresh` and the macros in
+    `shoprec.pipeline.tasks.MACROS`."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos import settings as cosmos_settings
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
@@ -112,7 +113,8 @@ def dbt_task_group(group_id: str = "dbt", **kwargs):
         operator_args={
             "env": dict(_DBT_ENV),
             "pre_execute": prepare_dbt_task,
-            "full_refresh": "{{ params.full_refresh }}",  # cosmos reads "True"/"False" strings
+            # cosmos reads "True"/"False" strings; a retracted/superseded batch forces a rebuild
+            "full_refresh": "{{ params.full_refresh or shoprec_rebuild_needed(params.dataset) }}",
             "install_deps": False,
         },
         **kwargs,

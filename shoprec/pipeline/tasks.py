@@ -51,13 +51,27 @@ def transform_task(dataset: str | None = None, full_refresh: bool = False,
     return out
 
 
+def dbt_rebuild_needed(dataset: str | None = None) -> bool:
+    """Template macro of the dbt tasks: a full refresh after a retracted or superseded batch."""
+    from shoprec.lifecycle import rebuild_needed
+
+    s = get_settings()
+    return rebuild_needed(s, dataset or s.dataset, "dbt")
+
+
+MACROS = {"shoprec_rebuild_needed": dbt_rebuild_needed}
+
+
 def publish_task(dataset: str | None = None, settings: Settings | None = None,
                  outlet_events=None) -> str:
-    """Swap the analysts' snapshot to the warehouse dbt just built and tested."""
+    """Swap the analysts' snapshot to the warehouse dbt just built and tested (in full when a
+    rebuild was asked for, so that request is done)."""
+    from shoprec.lifecycle import rebuild_done
     from shoprec.transform.publish import publish_snapshot
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
+    rebuild_done(s, dataset, "dbt")
     link = publish_snapshot(s, dataset)
     assets.record(outlet_events, "warehouse", dataset, {"snapshot": link.name}, s)
     return str(link)

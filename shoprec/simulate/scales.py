@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shoprec.names import UsageError
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -31,4 +33,4 @@ def get_scale(name: str) -> Scale:
     try:
         return SCALES[name]
     except KeyError:
-        raise ValueError(f"unknown scale {name!r}; choose one of {sorted(SCALES)}") from None
+        raise UsageError(f"unknown scale {name!r}; choose one of {sorted(SCALES)}") from None

@@ -77,12 +77,17 @@ def _describe_failure(args: list[str], res) -> str:
 def transform(*, settings: Settings | None = None, dataset: str | None = None,
               full_refresh: bool = False, select: str | None = None,
               publish: bool = True) -> TransformReport:
-    """`dbt build` (models + tests + unit tests), then publish the analysts' snapshot."""
+    """`dbt build` (models + tests + unit tests), then publish the analysts' snapshot. A full
+    refresh when asked, or when a validated batch was retracted or superseded since the last
+    build (dbt's increments are keyed by batch and would keep its old rows)."""
+    from shoprec.lifecycle import rebuild_done, rebuild_needed
     from shoprec.transform.publish import publish_snapshot
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
     t0 = time.perf_counter()
+    rebuild = select is None and rebuild_needed(s, dataset, "dbt")
+    full_refresh = full_refresh or rebuild
     args = ["build"] + (["--full-refresh"] if full_refresh else []) + \
         (["--select", select] if select else [])
     res = run_dbt(args, settings=s, dataset=dataset)
@@ -91,6 +96,8 @@ def transform(*, settings: Settings | None = None, dataset: str | None = None,
         status = str(r.status)
         counts[status] = counts.get(status, 0) + 1
         timings.append((r.node.unique_id, status, float(r.execution_time or 0.0)))
+    if rebuild:
+        rebuild_done(s, dataset, "dbt")
     snapshot = publish_snapshot(s, dataset) if publish else None
     return TransformReport(dataset, s.warehouse(dataset), snapshot,
                            time.perf_counter() - t0, timings, counts)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shoprec.config import Settings
-from shoprec.lake import TABLES, content_hash, list_batches
+from shoprec.lake import TABLES, content_hash, delivery, iter_files, list_batches
 from shoprec.names import sql_literal
 from shoprec.validation.failures import Failure, result_failures
 from shoprec.validation.gx_session import GxSession
@@ -71,9 +71,10 @@ def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
                 f = d / f"{kind}.parquet"
                 if not f.exists():
                     continue
+                arrival = int(delivery(d).get("arrival") or 0)
                 parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, "
-                             f"{sql_literal(d.name)} AS batch, '{state}' AS state "
-                             f"FROM read_parquet({sql_literal(f)})")
+                             f"{sql_literal(d.name)} AS batch, '{state}' AS state, "
+                             f"{arrival}::BIGINT AS arrival FROM read_parquet({sql_literal(f)})")
     con = duckdb.connect()
     try:
         good = []
@@ -85,7 +86,7 @@ def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
                 pass
         body = " UNION ALL ".join(good) or (
             "SELECT NULL::VARCHAR AS kind, NULL::VARCHAR AS id, NULL::VARCHAR AS batch, "
-            "NULL::VARCHAR AS state WHERE false")
+            "NULL::VARCHAR AS state, NULL::BIGINT AS arrival WHERE false")
         con.execute(f"COPY ({body}) TO {sql_literal(out)} (FORMAT parquet)")
     finally:
         con.close()
@@ -120,21 +121,29 @@ def judge_batches(dirs: list[Path], settings: Settings, known: Path) -> list[Ver
 def judge_in_workers(chunks: list[list[Path]], settings: Settings, known: Path,
                      tmp: Path) -> list[Verdict]:
     """One `python -m shoprec.validation.worker` process per chunk, JSON in and out: no pickles,
-    and no dependence on how the calling process was started (CLI, pytest, an Airflow task)."""
+    and no dependence on how the calling process was started (CLI, pytest, an Airflow task).
+    Workers die with this process, and are terminated and reaped on every way out of here."""
+    import os
     import subprocess
     import sys
 
-    procs = []
-    for i, chunk in enumerate(chunks):
-        req, res = tmp / f"request-{i}.json", tmp / f"result-{i}.json"
-        req.write_text(json.dumps({"settings": settings.model_dump(mode="json"),
-                                   "dirs": [str(d) for d in chunk], "known": str(known)}))
-        procs.append((subprocess.Popen([sys.executable, "-m", "shoprec.validation.worker",
-                                        str(req), str(res)], stderr=subprocess.PIPE, text=True),
-                      res))
+    from shoprec.lifeline import reap
+
+    procs, outcomes = [], []
+    try:
+        for i, chunk in enumerate(chunks):
+            req, res = tmp / f"request-{i}.json", tmp / f"result-{i}.json"
+            req.write_text(json.dumps({"settings": settings.model_dump(mode="json"),
+                                       "dirs": [str(d) for d in chunk], "known": str(known)}))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "shoprec.validation.worker", str(req), str(res),
+                 str(os.getpid())], stderr=subprocess.PIPE, text=True))
+            outcomes.append(res)
+        errs = [p.communicate()[1] for p in procs]
+    finally:
+        reap(procs)
     verdicts, errors = [], []
-    for proc, res in procs:
-        _, err = proc.communicate()
+    for proc, res, err in zip(procs, outcomes, errs, strict=True):
         if proc.returncode == 0:
             verdicts += [Verdict.from_json(v) for v in json.loads(res.read_text())]
         elif proc.returncode == 3 and res.exists():
@@ -155,11 +164,11 @@ def _judge(gxs: GxSession, batch_dir: Path, known: Path,
     if not (batch_dir / "events.parquet").exists():
         failures.append(Failure("events", "batch_has_events_file", None,
                                 "events.parquet is missing from the batch"))
-    stray = sorted(p.name for p in batch_dir.iterdir()
-                   if p.is_file() and p.name not in {f"{t}.parquet" for t in TABLES})
+    stray = sorted(p.name for p in iter_files(batch_dir)
+                   if p.name not in {f"{t}.parquet" for t in TABLES})
     if stray:
         failures.append(Failure("batch", "known_files_only", None, f"unexpected files {stray}"))
-    _known_views(gxs, known, batch_dir.name)
+    _known_views(gxs, known, batch_dir)
     for kind in TABLES:
         f = batch_dir / f"{kind}.parquet"
         if not f.exists():
@@ -187,18 +196,20 @@ def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
     gxs.sql(f"CREATE OR REPLACE VIEW \"{view}\" AS SELECT * FROM read_parquet({sql_literal(path)})")
 
 
-def _known_views(gxs: GxSession, known: Path, batch_id: str) -> None:
-    """known_items/known_users: what exists for this batch (validated, pending up to it, held in
-    quarantine); id_source: for each id this batch may use that is not validated, the batch
-    that brings it (the earliest pending one, else the quarantined one holding it)."""
-    me = sql_literal(batch_id)
+def _known_views(gxs: GxSession, known: Path, batch_dir: Path) -> None:
+    """known_items/known_users: what exists for this batch (validated, pending batches that
+    arrived up to it, held in quarantine); id_source: for each id this batch may use that is
+    not validated, the batch that brings it (the first pending arrival, else the quarantined
+    one holding it)."""
+    me = sql_literal(batch_dir.name)
+    arrival = int(delivery(batch_dir).get("arrival") or 0)
     gxs.sql(f"CREATE OR REPLACE VIEW known_ids AS SELECT * FROM read_parquet({sql_literal(known)}) "
-            f"WHERE state <> 'pending' OR batch <= {me}")
+            f"WHERE state <> 'pending' OR arrival <= {arrival} OR batch = {me}")
     for kind, key in (("items", "item_id"), ("users", "user_id")):
         gxs.sql(f"CREATE OR REPLACE VIEW known_{kind} AS SELECT DISTINCT id AS {key} "
                 f"FROM known_ids WHERE kind = '{kind}'")
     gxs.sql(f"""CREATE OR REPLACE VIEW id_source AS
-        SELECT kind, id, coalesce(min(batch) FILTER (WHERE state = 'pending'),
+        SELECT kind, id, coalesce(arg_min(batch, arrival) FILTER (WHERE state = 'pending'),
                                   min(batch)) AS batch,
                CASE WHEN count(*) FILTER (WHERE state = 'pending') > 0 THEN 'pending'
                     ELSE 'held' END AS state

@@ -38,13 +38,16 @@ def reconcile(settings: Settings, dataset: str | None, ledger: dict[str, dict]) 
     verdict, the ledger line right after it): each is judged by the zone it sits in."""
     import datetime as dt
 
-    from shoprec.lake import content_hash, list_batches
+    from shoprec.lake import content_hash, ensure_delivery, list_batches
 
     recorded = {(r["batch_id"], r["status"]) for r in ledger.values()}
     fixed = []
     for zone, status in (("validated", "validated"), ("quarantine", "quarantined")):
         for d in list_batches(zone, dataset=dataset, settings=settings):
-            if (d.name, status) in recorded or "~" in d.name:
+            if zone == "validated":  # dbt orders deliveries by arrival
+                ensure_delivery(d, settings, dataset)
+            done = {status} if zone == "validated" else {status, "retracted", "superseded"}
+            if any((d.name, st) in recorded for st in done) or "~" in d.name:
                 continue
             rec = {"batch_id": d.name, "content_hash": content_hash(d), "status": status,
                    "path": str(d), "at": dt.datetime.now(dt.UTC).isoformat(),
@@ -53,3 +56,12 @@ def reconcile(settings: Settings, dataset: str | None, ledger: dict[str, dict]) 
             ledger[rec["content_hash"]] = rec
             fixed.append(d.name)
     return fixed
+
+
+def history(settings: Settings, dataset: str | None, batch_id: str | None = None) -> list[dict]:
+    """Every record in the order written: what happened to each delivery (one batch or all)."""
+    p = settings.validation_ledger(dataset)
+    if not p.exists():
+        return []
+    recs = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return [r for r in recs if batch_id is None or r["batch_id"] == batch_id]

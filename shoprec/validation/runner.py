@@ -16,11 +16,19 @@ from pathlib import Path
 
 from shoprec.atomic import atomic_path
 from shoprec.config import Settings, get_settings
-from shoprec.lake import content_hash, find_batch, list_batches, split_names
+from shoprec.lake import (
+    content_hash,
+    delivery,
+    ensure_delivery,
+    find_batch,
+    list_batches,
+    split_names,
+)
 from shoprec.names import ALLOWED
 from shoprec.validation.failures import Failure
 from shoprec.validation.judge import Verdict, build_known_ids, judge_batches, judge_in_workers
 from shoprec.validation.ledger import append_ledger, read_ledger, reconcile
+from shoprec.validation.redelivered import redelivered_events
 
 
 @dataclass
@@ -41,6 +49,9 @@ class BatchResult:
     def reason(self) -> str:
         return "; ".join(f.line() for f in self.failures[:3]) + (
             f" (+{len(self.failures) - 3} more)" if len(self.failures) > 3 else "")
+
+
+FINAL = {"validated", "quarantined", "retracted", "superseded"}  # verdicts a re-run keeps
 
 
 def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None,
@@ -75,14 +86,16 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
                 dirs.append(where[1])
             else:
                 note(BatchResult(b, "unchanged", "", where[1], note=f"already {where[0]}"))
-    dirs = sorted(dirs, key=lambda p: p.name)
+    for d in sorted(dirs, key=lambda p: p.name):  # one dropped in by hand gets its number now
+        ensure_delivery(d, settings, dataset)
+    dirs = sorted(dirs, key=_arrival_order)
     ledger = read_ledger(settings, dataset)
     reconcile(settings, dataset, ledger)
     todo = []
     for d in dirs:
         h = content_hash(d)
         seen = ledger.get(h)
-        if (seen is not None and seen["batch_id"] == d.name and seen["status"] != "waiting"
+        if (seen is not None and seen["batch_id"] == d.name and seen["status"] in FINAL
                 and not force):
             # the same bytes under the same name were judged before: a redelivery, no-op
             r = BatchResult(d.name, "unchanged", h, d,
@@ -103,15 +116,21 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
             verdicts = judge_in_workers([todo[i::n] for i in range(n)], settings, known, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    again = redelivered_events(todo, settings, dataset)
     stopped: set[str] = set()  # quarantined or waiting in this run, in batch order
-    for v in sorted(verdicts, key=lambda v: v.batch_dir.name):
+    for v in sorted(verdicts, key=lambda v: _arrival_order(v.batch_dir)):
         held = {**v.held, **{b: n for b, n in v.needs.items() if b in stopped}}
-        r = _apply(v, settings, dataset, ledger, held)
+        r = _apply(v, settings, dataset, ledger, held, again.get(v.batch_dir.name, 0))
         if r.status in {"quarantined", "waiting"}:
             stopped.add(r.batch_id)
         out.append(r)
         note(r)
     return out
+
+
+def _arrival_order(batch_dir: Path) -> tuple[int, str]:
+    """Batches are judged and applied in the order they arrived, not by name."""
+    return int(delivery(batch_dir).get("arrival") or 0), batch_dir.name
 
 
 def _held_line(held: dict[str, int]) -> str:
@@ -120,15 +139,20 @@ def _held_line(held: dict[str, int]) -> str:
 
 
 def _apply(v: Verdict, settings: Settings, dataset: str | None,
-           ledger: dict[str, dict], held: dict[str, int]) -> BatchResult:
+           ledger: dict[str, dict], held: dict[str, int], redelivered: int = 0) -> BatchResult:
     """Move the batch whole to its zone (or leave it waiting), write the quarantine report,
     record the verdict. `held`: batches this one needs that did not pass."""
     batch_id = v.batch_dir.name
     failures = list(v.failures)
-    clash = find_batch(batch_id, dataset=dataset, settings=settings)
-    if clash and clash[0] == "validated" and not failures:
-        failures.append(Failure("batch", "batch_id_unique", None,
-                                f"batch id already {clash[0]} with other content"))
+    old = settings.zone("validated", dataset) / batch_id
+    superseding = False
+    if old.is_dir() and not failures:
+        arrived, before = delivery(v.batch_dir).get("arrival"), delivery(old).get("arrival")
+        superseding = arrived is not None and before is not None and arrived > before
+        if not superseding:
+            failures.append(Failure("batch", "batch_id_unique", None,
+                                    "batch id already validated with other content, "
+                                    "delivered later than this one"))
     policy = settings.validation.held_reference_policy
     note = ""
     if held and not failures:
@@ -139,16 +163,26 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
             note = f"warning: {_held_line(held)}"
         else:
             return _wait(v, settings, dataset, held)
+    if redelivered:
+        note = "; ".join(filter(None, [note, f"{redelivered:,} event_ids already delivered by "
+                                             f"earlier batches (the first arrival counts)"]))
     status = "quarantined" if failures else "validated"
     result = BatchResult(batch_id, status, v.content_hash, v.batch_dir, failures, v.rows,
                          v.seconds, note=note)
     zone = "quarantine" if failures else "validated"
     if failures:  # the report first, the move last: a killed run leaves old or whole new state
         _write_report(v.batch_dir, result, v.gx_results, v.docs)
+    elif superseding:
+        from shoprec.lifecycle import supersede
+
+        gone = supersede(old, delivery(v.batch_dir).get("arrival"), settings, dataset)
+        result.note = "; ".join(filter(None, [result.note, f"supersedes the old version, now "
+                                                           f"in {gone}"]))
     result.path = _move(v.batch_dir, settings.zone(zone, dataset), batch_id)
     rec = {"batch_id": batch_id, "content_hash": v.content_hash, "status": status,
            "path": str(result.path), "at": dt.datetime.now(dt.UTC).isoformat(),
-           "reason": result.reason()}
+           "reason": result.reason() or result.note, "redelivered": redelivered,
+           "arrival": delivery(result.path).get("arrival")}
     append_ledger(settings, dataset, rec)
     ledger[v.content_hash] = rec
     return result

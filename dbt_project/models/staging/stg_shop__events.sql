@@ -17,6 +17,9 @@ renamed as (
     from source
 )
 
--- an event re-delivered in a later batch counts once: keep its first delivery
-select * from renamed
-qualify row_number() over (partition by event_id order by batch_id, event_timestamp) = 1
+-- an event re-delivered in a later batch counts once: keep its first delivery by arrival
+-- (not by batch name: a late batch may carry an older date)
+select r.* from renamed as r
+left join {{ ref('stg_shop__deliveries') }} as d using (batch_id)
+qualify row_number() over (partition by r.event_id
+                           order by d.arrival nulls last, r.batch_id, r.event_timestamp) = 1

@@ -14,6 +14,8 @@ renamed as (
     from source
 )
 
--- the newest delivery of an item wins (price or title changes)
-select * from renamed
-qualify row_number() over (partition by item_id order by batch_id desc) = 1
+-- the newest delivery of an item (by arrival) wins: price or title changes
+select r.* from renamed as r
+left join {{ ref('stg_shop__deliveries') }} as d using (batch_id)
+qualify row_number() over (partition by r.item_id
+                           order by d.arrival desc nulls last, r.batch_id desc) = 1

@@ -12,5 +12,7 @@ renamed as (
     from source
 )
 
-select * from renamed
-qualify row_number() over (partition by user_id order by batch_id desc) = 1
+select r.* from renamed as r
+left join {{ ref('stg_shop__deliveries') }} as d using (batch_id)
+qualify row_number() over (partition by r.user_id
+                           order by d.arrival desc nulls last, r.batch_id desc) = 1

@@ -1,0 +1,65 @@
+"""`shoprec lake ...`: what happened to each delivery, and taking a batch back or correcting it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from shoprec.config import get_settings
+
+app = typer.Typer(help="The lake's batches: history, retract, replace.", no_args_is_help=True)
+console = Console(stderr=True, soft_wrap=True)
+
+
+@app.command("history")
+def history_cmd(
+    batch: str = typer.Argument(None, help="A batch id (default: every delivery)."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """The ledger: every verdict and move, oldest first (landed, validated, quarantined,
+    waiting, retracted, superseded)."""
+    from shoprec.names import check_name
+    from shoprec.validation.ledger import history
+
+    recs = history(get_settings(), dataset, check_name(batch, "batch") if batch else None)
+    for r in recs:
+        arrival = f" arrival {r['arrival']}" if r.get("arrival") is not None else ""
+        typer.echo(f"{r['at'][:19]}  {r['batch_id']:<24} {r['status']:<11}{arrival}  "
+                   f"{r.get('reason') or ''}".rstrip())
+    if not recs:
+        console.print("no records")
+
+
+@app.command("retract")
+def retract_cmd(
+    batch: str = typer.Argument(..., help="A validated batch id."),
+    reason: str = typer.Option(..., help="Why (kept with the batch and in the ledger)."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+    rebuild: bool = typer.Option(True, help="Rebuild the warehouse and online store now."),
+) -> None:
+    """Take a validated batch back (to quarantine, with the reason) and rebuild what derives
+    from it: dbt in full, the analysts' snapshot, Feast's exports and online store."""
+    from shoprec.lifecycle import rebuild_derived, retract
+
+    s = get_settings()
+    move = retract(batch, reason, dataset=dataset, settings=s)
+    if rebuild:
+        move.rebuilt = rebuild_derived(s, dataset or s.dataset)
+    console.print(f"[green]retract[/] {move.summary()}")
+
+
+@app.command("replace")
+def replace_cmd(
+    batch: str = typer.Argument(..., help="The batch id to correct."),
+    source: Path = typer.Argument(..., help="A folder with the corrected events/items/users "
+                                            ".parquet (contract columns)."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Land a corrected version of a batch; `shoprec validate` judges it and, when it passes,
+    it supersedes the validated version (the old one is kept in quarantine)."""
+    from shoprec.lifecycle import land_version
+
+    move = land_version(batch, source, dataset=dataset, settings=get_settings())
+    console.print(f"[green]replace[/] {move.summary()}")
