@@ -221,13 +221,24 @@ def features_get_cmd(
     """Online lookup through a feature service (prints JSON)."""
     import json
 
+    from feast.errors import FeatureServiceNotFoundException
+
     from shoprec.features.store import get_store
+    from shoprec.names import UsageError
 
     s = get_settings()
-    store = get_store(s, dataset)
+    ds = dataset or s.dataset
+    store = get_store(s, ds)
+    try:
+        features = store.get_feature_service(service)
+    except FeatureServiceNotFoundException:
+        known = [f.name for f in store.list_feature_services()]
+        raise UsageError(
+            f"no feature service {service!r} in the registry of dataset {ds!r}: "
+            + (f"it has {', '.join(known)}" if known else
+               "run `shoprec features apply` (or `features materialize`) first")) from None
     d = _online(s, lambda: store.get_online_features(
-        features=store.get_feature_service(service),
-        entity_rows=[{USER_KEY: u} for u in user_id]).to_dict())
+        features=features, entity_rows=[{USER_KEY: u} for u in user_id]).to_dict())
     typer.echo(json.dumps(d, default=str, indent=1))
 
 
@@ -287,18 +298,37 @@ def train_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    run: Path = typer.Argument(None, help="A run folder (default: the dataset's latest run)."),
+    run: str = typer.Argument(None, help="A run id (a folder of the dataset's runs) or a run "
+                                         "folder's path inside SHOPREC_HOME (default: the "
+                                         "dataset's latest run)."),
     dataset: str = typer.Option(None, help="Dataset (default: the run's)."),
     exclude: str = typer.Option(None, help="Override the run's none | purchased | interacted."),
 ) -> None:
     """Evaluate an exported model (as serving loads it) on the dataset's current held-out data."""
+    import os
+
+    from shoprec.names import InvalidName, UsageError, check_name, inside
+    from training.data import TrainingDataError
     from training.evaluate import evaluate_export
     from training.runner import latest_run
 
     s = get_settings()
-    run = run or latest_run(s, dataset or s.dataset)
-    metrics, meta = evaluate_export(s, run / "export", dataset, exclude=exclude)
-    typer.echo(f"{run} ({meta['training']['protocol']}, exclude={meta['training']['exclude']}):")
+    if run is None:
+        folder = latest_run(s, dataset or s.dataset)
+    elif any(sep in run for sep in ("/", os.sep, os.altsep) if sep):  # a path
+        try:
+            folder = inside(Path(run).expanduser(), s.root)
+        except InvalidName:  # its own message is made for names: say what is wrong here
+            raise UsageError(f"run folder {run} is outside SHOPREC_HOME ({s.root}): give a run "
+                             f"id or a run folder's path under it") from None
+    else:  # a run id, under the dataset's runs
+        folder = s.runs_dir(dataset or s.dataset) / check_name(run, "run")
+        if not folder.is_dir():
+            raise TrainingDataError(f"no run {run!r} under {folder.parent}: see the folders "
+                                    f"there, or give a run folder's path")
+    metrics, meta = evaluate_export(s, folder / "export", dataset, exclude=exclude)
+    typer.echo(f"{folder} ({meta['training']['protocol']}, "
+               f"exclude={meta['training']['exclude']}):")
     for name, m in metrics.items():
         typer.echo(f"  {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()
                                               if k != "users"))

@@ -45,9 +45,10 @@ def retract_cmd(
 
     s = get_settings()
     move = retract(batch, reason, dataset=dataset, settings=s)
+    console.print(f"[green]retract[/] {move.summary()}")  # done, whatever the rebuild does
     if rebuild:
-        move.rebuilt = rebuild_derived(s, dataset or s.dataset)
-    console.print(f"[green]retract[/] {move.summary()}")
+        done = rebuild_derived(s, dataset or s.dataset)
+        console.print("[green]rebuilt[/] " + ", ".join(f"{k}: {v}" for k, v in done.items()))
 
 
 @app.command("replace")

@@ -38,7 +38,7 @@ class FeastSettings(BaseModel):
 
     online_store: str = "sqlite"  # sqlite | redis
     redis_connection: str = "127.0.0.1:6379"  # Feast's connection_string (host:port[,opts])
-    project: str | None = None  # default: shoprec_<dataset>
+    project: str | None = None  # default: shoprec_<dataset>, other characters hex-escaped
     sequence_length: int = 20  # interactions kept in a user's sequence: dbt's daily one (passed
     # to dbt as SHOPREC_SEQUENCE_LENGTH) and the live one extended by pushes
 
@@ -104,9 +104,11 @@ class Settings(BaseSettings):
     @field_validator("home")
     @classmethod
     def _home_has_no_quote(cls, v: Path) -> Path:
-        # dbt's sources put the validated zone inside a SQL string literal
-        if "'" in str(v) or "\n" in str(v):
-            raise ValueError(f"SHOPREC_HOME {str(v)!r} must not contain a quote or a newline")
+        # dbt's sources put the validated zone inside a SQL string literal and a glob, dbt-duckdb
+        # formats it with str.format, and SQLAlchemy's text() reads ":name" as a parameter
+        bad = sorted(set(str(v)) & set("'\"\n:{}*?[]"))
+        if bad:
+            raise ValueError(f"SHOPREC_HOME {str(v)!r} must not contain any of {bad}")
         return v
 
     @field_validator("dataset")

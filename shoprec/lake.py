@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shoprec.atomic import atomic_path
+from shoprec.atomic import atomic_path, write_text
 from shoprec.config import Settings, get_settings
 from shoprec.names import check_name, inside, is_name
 
@@ -43,6 +43,7 @@ def write_batch(
     zone: str = "landing",
     settings: Settings | None = None,
     source: str | None = None,
+    position: int | None = None,
 ) -> Path:
     """Write one batch atomically into `zone`. Returns the batch directory."""
     settings = settings or get_settings()
@@ -54,18 +55,30 @@ def write_batch(
     with atomic_path(final, directory=True, replace=False, durable=True) as tmp:
         for name, table in tables.items():
             write_parquet(table, tmp / f"{name}.parquet")
-        _write_delivery(tmp, batch_id, settings, dataset, source)
+        _write_delivery(tmp, batch_id, settings, dataset, source, position)
     return final
 
 
 def next_arrival(settings: Settings, dataset: str | None = None) -> int:
-    """A number that grows with every delivery of the dataset, across processes."""
+    """A number that grows with every delivery of the dataset, across processes. The first use
+    in a lake from before arrival numbers stamps its validated batches first (in name order, the
+    order they were built in), so nothing new can claim to be older than them."""
+    return _bump(settings, dataset, 1)
+
+
+def ensure_numbered(settings: Settings, dataset: str | None = None) -> None:
+    """Number an old lake's validated batches now (before reading anyone's position)."""
+    _bump(settings, dataset, 0)
+
+
+def _bump(settings: Settings, dataset: str | None, by: int) -> int:
     path = settings.arrival_counter(dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
-        n = int(fh.read().strip() or 0) + 1
+        text = fh.read().strip()
+        n = (int(text) if text else _migrate(settings, dataset)) + by
         fh.seek(0)
         fh.truncate()
         fh.write(str(n))
@@ -73,24 +86,68 @@ def next_arrival(settings: Settings, dataset: str | None = None) -> int:
     return n
 
 
+def _migrate(settings: Settings, dataset: str | None) -> int:
+    """Called under the counter's lock when it has no value yet: the highest arrival already
+    recorded, after numbering validated batches that have none."""
+    top = 0
+    for zone in ZONES:
+        for d in list_batches(zone, dataset=dataset, settings=settings):
+            top = max(top, delivery(d).get("arrival") or 0)
+    for d in list_batches("validated", dataset=dataset, settings=settings):
+        if not delivery(d):
+            top += 1
+            _stamp(d, {"batch_id": d.name, "arrival": top, "position": top,
+                       "source": "numbered when arrival order was introduced"})
+    return top
+
+
+def _stamp(batch_dir: Path, rec: dict) -> None:
+    rec = {**rec, "landed_at": rec.get("landed_at") or dt.datetime.now(dt.UTC).isoformat()}
+    write_text(batch_dir / DELIVERY, json.dumps(rec) + "\n")
+
+
 def _write_delivery(batch_dir: Path, batch_id: str, settings: Settings, dataset: str | None,
-                    source: str | None) -> None:
-    rec = {"batch_id": batch_id, "arrival": next_arrival(settings, dataset),
-           "landed_at": dt.datetime.now(dt.UTC).isoformat(), "source": source}
-    (batch_dir / DELIVERY).write_text(json.dumps(rec) + "\n")
+                    source: str | None, position: int | None = None) -> None:
+    """`position`: where in the delivery order the batch's rows count (a corrected version keeps
+    its batch's position; `arrival` stays its own, and decides which version supersedes)."""
+    arrival = next_arrival(settings, dataset)
+    _stamp(batch_dir, {"batch_id": batch_id, "arrival": arrival,
+                       "position": position or arrival, "source": source})
 
 
 def delivery(batch_dir: Path) -> dict:
-    """The batch's lineage record ({} for a batch that has none yet)."""
+    """The batch's lineage record; {} when it has none or one that does not belong to it (a
+    sidecar is only trusted with this batch's id and whole-number arrival and position)."""
     f = batch_dir / DELIVERY
-    return json.loads(f.read_text()) if f.is_file() else {}
+    try:
+        rec = json.loads(f.read_text()) if f.is_file() and not f.is_symlink() else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(rec, dict) or rec.get("batch_id") != batch_dir.name.split("~")[0]:
+        return {}
+    rec.setdefault("position", rec.get("arrival"))
+    if not all(isinstance(rec.get(k), int) and not isinstance(rec.get(k), bool) and rec[k] > 0
+               for k in ("arrival", "position")):
+        return {}
+    return rec
 
 
-def ensure_delivery(batch_dir: Path, settings: Settings, dataset: str | None) -> dict:
-    """Give a batch dropped into the lake by hand its arrival number (now), once."""
-    if not (batch_dir / DELIVERY).is_file():
+def position(batch_dir: Path) -> int:
+    """Where a batch's rows stand in the delivery order (0 when unknown)."""
+    return delivery(batch_dir).get("position") or 0
+
+
+def ensure_delivery(batch_dir: Path, settings: Settings, dataset: str | None,
+                    taken: set[int] | None = None) -> dict:
+    """Give a batch dropped into the lake by hand (or carrying a sidecar that is not its own, or
+    an arrival another batch holds) its arrival number, now."""
+    rec = delivery(batch_dir)
+    if not rec or (taken is not None and rec["arrival"] in taken):
         _write_delivery(batch_dir, batch_dir.name, settings, dataset, "found in the lake")
-    return delivery(batch_dir)
+        rec = delivery(batch_dir)
+    if taken is not None:
+        taken.add(rec["arrival"])
+    return rec
 
 
 def find_batch(batch_id: str, *, dataset: str | None = None,
@@ -120,7 +177,8 @@ def split_names(batch_dirs: list[Path], zone_dir: Path) -> tuple[list[Path], lis
     checked like a name typed by a user before any path or SQL is built from it."""
     good, bad = [], []
     for p in batch_dirs:
-        ok = is_name(p.name) and p.resolve().is_relative_to(zone_dir.resolve())
+        ok = (is_name(p.name) and p.resolve().is_relative_to(zone_dir.resolve())
+              and not any(f.is_symlink() for f in p.iterdir()))  # no file read from elsewhere
         (good if ok else bad).append(p)
     return good, bad
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from shoprec import atomic
 from shoprec.config import Settings, get_settings
-from shoprec.lake import TABLES, content_hash, delivery, find_batch, iter_files
+from shoprec.lake import (
+    TABLES,
+    content_hash,
+    delivery,
+    ensure_numbered,
+    find_batch,
+    iter_files,
+)
 from shoprec.names import check_name
 from shoprec.validation.ledger import append_ledger
 
@@ -105,9 +112,9 @@ def retract(batch_id: str, reason: str, *, dataset: str | None = None,
         zone = where[0] if where else "no zone"
         raise LifecycleError(f"batch {batch_id!r} is not validated (found in {zone}); "
                              "only a validated batch can be retracted")
-    dst = _to_quarantine(s, dataset, src, "retracted", reason)
+    mark_rebuild(s, dataset, f"retracted {batch_id}: {reason}")  # first: a kill after the move
+    dst = _to_quarantine(s, dataset, src, "retracted", reason)  # must not leave its rows behind
     _record(s, dataset, dst, "retracted", reason)
-    mark_rebuild(s, dataset, f"retracted {batch_id}: {reason}")
     return Move(batch_id, "retracted", dst, reason)
 
 
@@ -116,9 +123,9 @@ def supersede(old: Path, new_arrival: int | None, settings: Settings,
     """A validated batch replaced by a later-arriving version of the same id (the gate calls
     this just before moving the new version in)."""
     reason = f"superseded by a re-delivery (arrival {new_arrival})"
+    mark_rebuild(settings, dataset, f"{old.name} {reason}")
     dst = _to_quarantine(settings, dataset, old, "superseded", reason)
     _record(settings, dataset, dst, "superseded", reason)
-    mark_rebuild(settings, dataset, f"{old.name} {reason}")
     return dst
 
 
@@ -145,6 +152,7 @@ def land_tables(batch_id: str, tables: dict, *, dataset: str | None = None,
     from shoprec.lake import write_batch
 
     s = settings or get_settings()
+    ensure_numbered(s, dataset)
     hit = find_batch(check_name(batch_id, "batch"), dataset=dataset, settings=s)
     if hit is None:
         return write_batch(batch_id, tables, dataset=dataset, settings=s, source=source), "landed"
@@ -157,8 +165,10 @@ def land_tables(batch_id: str, tables: dict, *, dataset: str | None = None,
         old = _to_quarantine(s, dataset, latest, "superseded",
                              "superseded in landing by a newer version")
         _record(s, dataset, old, "superseded", "superseded in landing by a newer version")
+    # the new version's rows count where the batch's did (a correction of day 1 must not beat
+    # what day 5 changed since); its own arrival decides that it supersedes the old version
     path = write_batch(batch_id, {**carried, **tables}, dataset=dataset, settings=s,
-                       source=source)
+                       source=source, position=delivery(latest).get("position"))
     _record(s, dataset, path, "landed", f"new version of {batch_id} (was {zone})"
             + (f" from {source}" if source else ""))
     return path, "new version"
@@ -174,7 +184,9 @@ def land_version(batch_id: str, source_dir: Path, *, dataset: str | None = None,
     from shoprec.contract import conform
 
     s = settings or get_settings()
-    check_name(batch_id, "batch")
+    if find_batch(check_name(batch_id, "batch"), dataset=dataset, settings=s) is None:
+        raise LifecycleError(f"no batch {batch_id!r} to replace in {s.lake(dataset)}; import "
+                             "a new delivery with `shoprec data import` instead")
     files = {t: source_dir / f"{t}.parquet" for t in TABLES if (source_dir / f"{t}.parquet")
              .is_file()}
     stray = [p.name for p in iter_files(source_dir) if p.name not in

@@ -3,13 +3,12 @@ introduced wait (or warn, or fail, per policy) and go through once it is re-deli
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import pytest
 
 from shoprec.config import Settings, ValidationSettings
 from shoprec.lake import list_batches
+from shoprec.lifecycle import land_version
 from shoprec.simulate import simulate
 from shoprec.transform import transform
 from shoprec.validation import validate
@@ -28,9 +27,11 @@ def _landed(tmp_path, days: int, bad_day: int, policy: str = "wait") -> tuple[Se
 
 
 def _redeliver_fixed(s: Settings, batch: str, days: int, tmp_path) -> None:
+    """The shop sends the bad day again, fixed: a new version of the same batch id, landed by
+    `shoprec lake replace` (so it arrives last, and must still release what waits for it)."""
     clean = Settings(home=tmp_path / "clean")
     simulate("tiny", seed=9, days=days, settings=clean)
-    shutil.copytree(clean.zone("landing") / batch, s.zone("landing") / batch)
+    land_version(batch, clean.zone("landing") / batch, settings=s)
 
 
 @pytest.mark.slow

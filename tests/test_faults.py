@@ -288,3 +288,72 @@ def test_unreachable_redis_is_one_line_exit_1(tmp_path):
     assert applied.returncode == 0, applied.stderr
     line = _one_line(_cli(tmp_path, "features", "get", "u1", **env), 1)
     assert "Redis at 127.0.0.1:1" in line and "unreachable" in line
+
+
+# ------------------------------------------ evaluate: which run, and a run that cannot load
+
+
+def _export(run: Path, **files: str | bytes) -> Path:
+    """A run folder with an export made by hand (building a real run is slow)."""
+    export = run / "export"
+    export.mkdir(parents=True)
+    for name, content in files.items():
+        f = export / name.replace("_", ".")
+        if isinstance(content, bytes):
+            f.write_bytes(content)
+        else:
+            f.write_text(content)
+    return export
+
+
+META = ('{"format": "shoprec-seqrec/1", "dataset": "shop", "training": {}, '
+        '"inputs": {"max_len": 50, "n_user_features": 0}, '
+        '"items": {"ids": [], "categories": [], "brands": [], "price_edges": []}}')
+
+
+def test_evaluate_of_an_export_without_its_model_names_the_missing_file(tmp_path):
+    export = _export(tmp_path / "runs" / "shop" / "20260101T000000Z",
+                     metadata_json="{}", items_pt=b"")
+    line = _one_line(_cli(tmp_path, "evaluate", str(export.parent)), 2)
+    assert str(export / "model.ts") in line and "missing" in line
+    assert "items.pt" not in line and "metadata.json" not in line
+    # the same run by its id, under the dataset's runs
+    assert _one_line(_cli(tmp_path, "evaluate", "20260101T000000Z"), 2) == line
+
+
+def test_evaluate_of_a_wrong_format_or_unloadable_export_is_one_line(tmp_path):
+    run = tmp_path / "runs" / "shop" / "r1"
+    export = _export(run, metadata_json="{}", model_ts=b"", items_pt=b"")
+    line = _one_line(_cli(tmp_path, "evaluate", "r1"), 2)
+    assert str(export / "metadata.json") in line and "format None" in line
+    (export / "metadata.json").write_text('{"format": "shoprec-seqrec/1", "items": {"ids": [')
+    line = _one_line(_cli(tmp_path, "evaluate", "r1"), 2)
+    assert str(export / "metadata.json") in line and "half-written" in line
+    (export / "metadata.json").write_text('{"format": "shoprec-seqrec/1"}')
+    line = _one_line(_cli(tmp_path, "evaluate", "r1"), 2)
+    assert "missing or malformed dataset, training, inputs, items" in line
+    (export / "metadata.json").write_text(META)
+    (export / "model.ts").write_bytes(b"not a zip archive")
+    line = _one_line(_cli(tmp_path, "evaluate", "r1"), 2)
+    assert str(export / "model.ts") in line and "torch cannot load" in line
+
+
+def test_evaluate_refuses_a_path_outside_the_home_and_a_run_id_that_escapes(tmp_path):
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    _export(elsewhere / "r1", metadata_json=META)
+    line = _one_line(_cli(home, "evaluate", str(elsewhere / "r1")), 2)
+    assert "outside" in line and str(elsewhere / "r1") in line
+    line = _one_line(_cli(home, "evaluate", str(home / "runs" / ".." / ".." / "elsewhere")), 2)
+    assert "outside" in line
+    for bad in ("..", "r1..x", ".hidden"):
+        assert f"run name {bad!r} is not allowed" in _one_line(_cli(home, "evaluate", bad), 2)
+    assert "no run 'r9' under" in _one_line(_cli(home, "evaluate", "r9"), 2)
+
+
+# ------------------------------------------------- features get before any features apply
+
+
+def test_features_get_before_apply_is_one_line_exit_2(tmp_path):
+    line = _one_line(_cli(tmp_path, "features", "get", "u1"), 2)
+    assert line == ("error: no feature service 'recommender_v1' in the registry of dataset "
+                    "'shop': run `shoprec features apply` (or `features materialize`) first")

@@ -374,3 +374,28 @@ def test_an_unreachable_redis_is_one_clear_line(command, shoprec_home, monkeypat
         with pytest.raises(OnlineStoreUnavailable, match="is unreachable") as e:
             status(settings=Settings(home=shoprec_home))
         assert isinstance(e.value, RuntimeError)
+
+
+def test_project_names_are_distinct_per_dataset_and_feast_safe():
+    import random
+    import re
+
+    from shoprec.features.store import project_name
+    from shoprec.names import is_name
+
+    s = Settings()
+    assert project_name(s, "shop") == "shoprec_shop"
+    assert project_name(s, "ml-100k") == "shoprec_ml_2d100k"
+    assert [project_name(s, d) for d in ("a-b", "a.b", "a_b")] == [
+        "shoprec_a_2db", "shoprec_a_2eb", "shoprec_a_5fb"]
+    rng = random.Random(0)
+    alphabet = "ab_-.9Z"  # few letters: names that differ only in punctuation are common
+    names = {"a-b", "a.b", "a_b", "a_2db", "a_5fb", "a__b", "a_-b", "a-_b"}
+    while len(names) < 200:
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        if is_name(name):
+            names.add(name)
+    projects = {project_name(s, n) for n in names}
+    assert len(projects) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", p) for p in projects)
+    assert project_name(Settings(feast=FeastSettings(project="mine")), "a-b") == "mine"

@@ -112,10 +112,21 @@ def test_fuzzed_names_are_refused_or_stay_inside_their_zone(tmp_path):
     its zone that SQL quoting round-trips."""
     import duckdb
 
+    from shoprec.importers.tabular import import_file
+
     s = Settings(home=tmp_path / "home")
     zone = s.zone("landing")
     con = duckdb.connect()
+    csv = tmp_path / "users.csv"
+    csv.write_text("user_id,signup_at\nu1,2026-01-01T00:00:00Z\n")
     for name in _fuzz_names():
+        if not is_name(name):  # the CLI's and the DAG's ways in: refused before any work
+            for entry in (lambda n: validate([n], settings=s, workers=1),
+                          lambda n: validate(dataset=n, settings=s, workers=1),
+                          lambda n: import_file(csv, kind="users", batch_id=n, settings=s),
+                          lambda n: import_file(csv, kind="users", dataset=n, settings=s)):
+                with pytest.raises(InvalidName):
+                    entry(name)
         ok = is_name(name)
         for entry in (lambda n: check_name(n, "batch"), s.lake, s.warehouse, s.runs_dir,
                       lambda n: find_batch(n, settings=s),
@@ -146,3 +157,15 @@ def test_dag_params_refuse_what_the_code_refuses():
         except jsonschema.ValidationError:
             schema_ok = False
         assert schema_ok == is_name(name), repr(name)
+
+
+def test_a_file_linked_from_outside_makes_the_batch_unsafe(landed, tmp_path):
+    secret = tmp_path / "secret.parquet"
+    last = list_batches("landing", settings=landed)[-1]
+    secret.write_bytes((last / "events.parquet").read_bytes())
+    evil = landed.zone("landing") / "2026-03-01"
+    evil.mkdir()
+    (evil / "events.parquet").symlink_to(secret)
+    results = {r.batch_id: r.status for r in validate(settings=landed, workers=1)}
+    assert results["2026-03-01"] == "skipped"
+    assert (evil / "events.parquet").is_symlink()

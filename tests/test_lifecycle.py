@@ -3,6 +3,8 @@ another batch already brought; the ledger says what happened and the warehouse f
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -130,3 +132,72 @@ def test_retract_with_rebuild_removes_its_users_from_the_online_store(shop):
     done = rebuild_derived(s, "shop")
     assert set(done) == {"dbt", "feast"} and not s.rebuild_marker().exists()
     assert online() == [None] * len(users)  # users only that batch brought are gone
+
+
+def test_a_batch_validated_after_a_later_arrival_rebuilds_instead_of_breaking(tmp_path):
+    """A arrives before B and both carry one event; B is validated and built first. When A goes
+    through, the event counts from A (first arrival) and the warehouse is rebuilt in full, not
+    broken by dbt's batch-keyed increments."""
+    import pyarrow as pa
+
+    s = Settings(home=tmp_path / "home", validation=ValidationSettings(workers=1))
+    simulate("tiny", seed=12, days=1, settings=s)
+    day = list_batches("landing", settings=s)[0]
+    assert [r.status for r in validate([day.name], settings=s)] == ["validated"]
+    events = pq.read_table(s.zone("validated") / day.name / "events.parquet")
+    events = events.filter(pc.equal(events.column("event_type"), "view"))  # no funnel rule
+    shared = events.slice(0, 1)
+    write_batch("zz-a", {"events": pa.concat_tables([shared, events.slice(10, 5)])}, settings=s)
+    write_batch("zz-b", {"events": pa.concat_tables([shared, events.slice(20, 5)])}, settings=s)
+    assert [r.status for r in validate(["zz-b"], settings=s)] == ["validated"]
+    transform(settings=s)
+    assert [r.status for r in validate(["zz-a"], settings=s)] == ["validated"]
+    assert rebuild_needed(s, None, "dbt")  # zz-a counts before zz-b, which is already built
+    transform(settings=s)
+    eid = shared.column("event_id")[0].as_py()
+    assert _events(s, f"event_id = '{eid}'")[0][1] == day.name  # the first delivery of all
+
+
+def test_an_old_lake_without_arrival_numbers_is_numbered_before_anything_new(shop, tmp_path):
+    s = shop
+    for d in list_batches("validated", settings=s):
+        (d / "_delivery.json").unlink()
+    s.arrival_counter().unlink()
+    day1 = list_batches("validated", settings=s)[0]
+    src = tmp_path / "again"
+    src.mkdir()
+    for f in day1.glob("*.parquet"):
+        (src / f.name).write_bytes(f.read_bytes())
+    pq.write_table(pq.read_table(day1 / "events.parquet").slice(1), src / "events.parquet")
+    land_version(day1.name, src, settings=s)
+    old = delivery(day1)
+    assert old["arrival"] == 1  # numbered in name order before the new version got its number
+    results = {r.batch_id: r for r in validate(settings=s)}
+    assert results[day1.name].status == "validated", results[day1.name].reason()
+    assert delivery(s.zone("validated") / day1.name)["position"] == old["position"]
+
+
+def test_a_foreign_or_broken_sidecar_is_replaced_not_trusted(tmp_path):
+    s = Settings(home=tmp_path / "home", validation=ValidationSettings(workers=1))
+    simulate("tiny", seed=12, days=2, settings=s)
+    a, b = list_batches("landing", settings=s)
+    (a / "_delivery.json").write_text(json.dumps({"batch_id": a.name, "arrival": "abc"}))
+    (b / "_delivery.json").write_text((a / "_delivery.json").read_text())  # not its own
+    assert {r.status for r in validate(settings=s)} == {"validated"}
+    arrivals = [delivery(s.zone("validated") / d.name)["arrival"] for d in (a, b)]
+    assert all(isinstance(x, int) for x in arrivals) and len(set(arrivals)) == 2
+
+
+def test_reconcile_adds_nothing_when_the_same_bytes_live_under_two_names(shop):
+    import shutil
+
+    s = shop
+    day1 = list_batches("validated", settings=s)[0]
+    copy = s.zone("landing") / "resent-day1"
+    shutil.copytree(day1, copy)
+    (copy / "_delivery.json").unlink()
+    validate(settings=s)
+    before = len(history(s, None))
+    validate(settings=s)
+    validate(settings=s)
+    assert len(history(s, None)) == before

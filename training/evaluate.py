@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 from shoprec.config import Settings, TrainingSettings
-from training.data import Catalogue, Interactions, bucketize, load_interactions
+from training.data import Catalogue, Interactions, TrainingDataError, bucketize, load_interactions
 from training.export import ExportedModel
 from training.metrics import evaluate
 from training.splits import EvalSet, make_split
@@ -48,9 +49,15 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
     run's choice of history items kept out of the ranking."""
     from training.train import run_baselines
 
-    exp = ExportedModel(export_dir)
+    exp = ExportedModel(export_dir)  # TrainingDataError for a half-written or foreign export
     meta = exp.meta
-    cfg = TrainingSettings(**meta["training"])
+    try:
+        cfg = TrainingSettings(**meta["training"])
+    except ValidationError as e:  # else main() would take it for a SHOPREC_* setting
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "training"
+        raise TrainingDataError(f"{exp.path / 'metadata.json'}: training.{where}: "
+                                f"{first['msg']} (an export of another version?)") from e
     if exclude is not None:
         cfg = cfg.model_copy(update={"exclude": exclude})
     dataset = dataset or meta["dataset"]

@@ -26,7 +26,7 @@ from feature_repo.names import SERVING_SERVICE, TRAINING_SERVICE
 from shoprec.atomic import atomic_path
 from shoprec.config import Settings
 from shoprec.contract import EVENT_TYPES
-from training.data import GAP_BUCKETS, Interactions
+from training.data import GAP_BUCKETS, Interactions, TrainingDataError
 from training.model import SeqRec, SeqRecConfig
 
 if TYPE_CHECKING:
@@ -108,13 +108,68 @@ def _write_export(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: Trai
 
 
 class ExportedModel:
-    """Loads an export with torch only, as serving does: `evaluate` scores what serving holds."""
+    """Loads an export with torch only, as serving does: `evaluate` scores what serving holds.
+    A half-written or foreign folder is refused with TrainingDataError, one line naming the file
+    and what is wrong with it."""
+
+    FILES = ("metadata.json", "model.ts", "items.pt")
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.meta = json.loads((self.path / "metadata.json").read_text())
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{path}: not a {FORMAT} export")
-        self.model = torch.jit.load(str(self.path / "model.ts"), map_location="cpu").eval()
-        self.items = torch.load(self.path / "items.pt", map_location="cpu", weights_only=True)
+        missing = [str(self.path / f) for f in self.FILES if not (self.path / f).is_file()]
+        if missing:
+            raise TrainingDataError(f"incomplete run export (half-written, or not a shoprec run):"
+                                    f" missing {', '.join(missing)}")
+        self.meta = self._metadata(self.path / "metadata.json")
+        model_file = self.path / "model.ts"
+        try:
+            self.model = torch.jit.load(str(model_file), map_location="cpu").eval()
+        except Exception as e:  # torch raises RuntimeError, ValueError, ... on a bad file
+            raise TrainingDataError(f"{model_file}: torch cannot load it as a TorchScript model"
+                                    f" (damaged or half-written): {_first_line(e)}") from e
+        items_file = self.path / "items.pt"
+        try:
+            self.items = torch.load(items_file, map_location="cpu", weights_only=True)
+        except Exception as e:  # UnpicklingError, EOFError, RuntimeError, ...
+            raise TrainingDataError(f"{items_file}: torch cannot load it as a tensor "
+                                    f"(damaged or half-written): {_first_line(e)}") from e
+        n_ids = len(self.meta["items"]["ids"])
+        if not isinstance(self.items, torch.Tensor) or self.items.dim() != 2 \
+                or self.items.shape[0] != n_ids + 1:
+            shape = tuple(self.items.shape) if isinstance(self.items, torch.Tensor) \
+                else type(self.items).__name__
+            raise TrainingDataError(f"{items_file}: expected an item matrix of {n_ids + 1} rows "
+                                    f"(metadata.json's items + padding), found {shape}")
         self.index = {item: i + 1 for i, item in enumerate(self.meta["items"]["ids"])}
+
+    @staticmethod
+    def _metadata(file: Path) -> dict:
+        try:
+            meta = json.loads(file.read_bytes())
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise TrainingDataError(f"{file}: not valid JSON, the export is half-written or "
+                                    f"damaged: {_first_line(e)}") from e
+        except OSError as e:
+            raise TrainingDataError(f"{file}: cannot be read: {e.strerror or e}") from e
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        if fmt != FORMAT:
+            raise TrainingDataError(f"{file}: format {fmt!r}, expected {FORMAT!r}: not an export "
+                                    f"of this version of shoprec")
+        need = {"dataset": str, "training": dict, "inputs": dict, "items": dict}
+        bad = [k for k, kind in need.items() if not isinstance(meta.get(k), kind)]
+        inputs, items = meta.get("inputs"), meta.get("items")
+        if isinstance(inputs, dict):
+            bad += [f"inputs.{k}" for k in ("max_len", "n_user_features")
+                    if not isinstance(inputs.get(k), int)]
+        if isinstance(items, dict):
+            bad += [f"items.{k}" for k in ("ids", "categories", "brands", "price_edges")
+                    if not isinstance(items.get(k), list)]
+        if bad:
+            raise TrainingDataError(f"{file}: missing or malformed {', '.join(bad)} "
+                                    f"(half-written or edited by hand)")
+        return meta
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

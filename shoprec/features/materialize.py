@@ -129,16 +129,20 @@ def materialize(settings: Settings | None = None, dataset: str | None = None, *,
     dataset = dataset or s.dataset
     t0 = time.perf_counter()
     report = MaterializeReport(dataset)
-    rebuild = rebuild_needed(s, dataset, "feast")
+    # a retracted or superseded batch: its entities must leave the online store too, once dbt
+    # has rebuilt what the export reads
+    rebuild = rebuild_needed(s, dataset, "feast") and not rebuild_needed(s, dataset, "dbt")
     with reachable(s):
-        if rebuild:  # a batch was retracted or superseded: its entities must leave too
-            reset_online(s, dataset)
         online = watermarks(s, dataset)
         sources = view_sources(s, dataset)
         marks = online.read(sources)
         if export:
             report.exported = export_features(s, dataset)
         store = apply(s, dataset)
+        if rebuild:  # emptied only now, right before the full re-fill
+            reset_online(s, dataset)
+            marks = {}
+            store = apply(s, dataset)  # a fresh store: the old one holds the dropped tables
         ends, registry = registry_ends(store), registry_id(s, dataset)
         for view, path in sources.items():
             stats = export_stats(path)

@@ -5,7 +5,6 @@ feature_store.yaml, so the `feast` CLI sees exactly what the code sees."""
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,15 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module="ibis")
 
 
 def project_name(settings: Settings, dataset: str) -> str:
-    return settings.feast.project or "shoprec_" + re.sub(r"[^A-Za-z0-9_]", "_", dataset)
+    """The dataset's Feast project (SHOPREC_FEAST__PROJECT overrides): `shoprec_` + the dataset
+    with ASCII letters and digits kept and every other byte, '_' included, written `_xx` (its
+    hex code), so that no two datasets share a project, and its keys on a shared Redis, while
+    the name keeps to Feast's [A-Za-z0-9_]: `shop` -> shoprec_shop, `ml-100k` ->
+    shoprec_ml_2d100k, `a_b` -> shoprec_a_5fb."""
+    if settings.feast.project:
+        return settings.feast.project
+    return "shoprec_" + "".join(chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}"
+                                for b in dataset.encode())
 
 
 def config_dict(settings: Settings, dataset: str) -> dict:

@@ -106,7 +106,7 @@ def import_file(
         raise FileNotFoundError(f"{path}: no such file")
     if batch_id is not None:
         check_name(batch_id, "batch")
-    dataset = check_name(dataset, "dataset") if dataset else settings.dataset
+    dataset = settings.dataset if dataset is None else check_name(dataset, "dataset")
     batch_id = batch_id or default_batch_id(path)
 
     source = str(path)

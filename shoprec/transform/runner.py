@@ -80,11 +80,13 @@ def transform(*, settings: Settings | None = None, dataset: str | None = None,
     """`dbt build` (models + tests + unit tests), then publish the analysts' snapshot. A full
     refresh when asked, or when a validated batch was retracted or superseded since the last
     build (dbt's increments are keyed by batch and would keep its old rows)."""
+    from shoprec.lake import ensure_numbered
     from shoprec.lifecycle import rebuild_done, rebuild_needed
     from shoprec.transform.publish import publish_snapshot
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
+    ensure_numbered(s, dataset)  # dbt orders deliveries by their numbers
     t0 = time.perf_counter()
     rebuild = select is None and rebuild_needed(s, dataset, "dbt")
     full_refresh = full_refresh or rebuild

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from shoprec.config import Settings
-from shoprec.lake import TABLES, content_hash, delivery, iter_files, list_batches
+from shoprec.lake import TABLES, content_hash, iter_files, list_batches, position
 from shoprec.names import sql_literal
 from shoprec.validation.failures import Failure, result_failures
 from shoprec.validation.gx_session import GxSession
@@ -64,14 +64,15 @@ def build_known_ids(dirs: list[Path], settings: Settings, dataset: str | None,
     parts = []
     zones = {"validated": list_batches("validated", dataset=dataset, settings=settings),
              "pending": dirs,
-             "held": list_batches("quarantine", dataset=dataset, settings=settings)}
+             "held": [d for d in list_batches("quarantine", dataset=dataset, settings=settings)
+                      if not _superseded(d)]}
     for kind, key in (("items", "item_id"), ("users", "user_id")):
         for state, batch_dirs in zones.items():
             for d in batch_dirs:
                 f = d / f"{kind}.parquet"
                 if not f.exists():
                     continue
-                arrival = int(delivery(d).get("arrival") or 0)
+                arrival = position(d)
                 parts.append(f"SELECT '{kind}' AS kind, CAST({key} AS VARCHAR) AS id, "
                              f"{sql_literal(d.name)} AS batch, '{state}' AS state, "
                              f"{arrival}::BIGINT AS arrival FROM read_parquet({sql_literal(f)})")
@@ -196,13 +197,20 @@ def _parquet_view(gxs: GxSession, view: str, path: Path) -> None:
     gxs.sql(f"CREATE OR REPLACE VIEW \"{view}\" AS SELECT * FROM read_parquet({sql_literal(path)})")
 
 
+def _superseded(batch_dir: Path) -> bool:
+    """A version replaced by a correction holds nothing: what it dropped is simply unknown."""
+    reason = batch_dir / "_validation" / "reason.txt"
+    return "~superseded" in batch_dir.name or (
+        reason.is_file() and reason.read_text().startswith("superseded:"))
+
+
 def _known_views(gxs: GxSession, known: Path, batch_dir: Path) -> None:
     """known_items/known_users: what exists for this batch (validated, pending batches that
     arrived up to it, held in quarantine); id_source: for each id this batch may use that is
     not validated, the batch that brings it (the first pending arrival, else the quarantined
     one holding it)."""
     me = sql_literal(batch_dir.name)
-    arrival = int(delivery(batch_dir).get("arrival") or 0)
+    arrival = position(batch_dir)
     gxs.sql(f"CREATE OR REPLACE VIEW known_ids AS SELECT * FROM read_parquet({sql_literal(known)}) "
             f"WHERE state <> 'pending' OR arrival <= {arrival} OR batch = {me}")
     for kind, key in (("items", "item_id"), ("users", "user_id")):

@@ -40,7 +40,9 @@ def reconcile(settings: Settings, dataset: str | None, ledger: dict[str, dict]) 
 
     from shoprec.lake import content_hash, ensure_delivery, list_batches
 
-    recorded = {(r["batch_id"], r["status"]) for r in ledger.values()}
+    # every record ever written, not only the last one per content hash: the same bytes may
+    # live under two names (a re-sent day), and each has its own record
+    recorded = {(r["batch_id"], r["status"]) for r in history(settings, dataset)}
     fixed = []
     for zone, status in (("validated", "validated"), ("quarantine", "quarantined")):
         for d in list_batches(zone, dataset=dataset, settings=settings):

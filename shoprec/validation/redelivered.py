@@ -7,38 +7,39 @@ from __future__ import annotations
 from pathlib import Path
 
 from shoprec.config import Settings
-from shoprec.lake import delivery, list_batches
+from shoprec.lake import list_batches, position
 
 
 def redelivered_events(todo: list[Path], settings: Settings,
                        dataset: str | None) -> dict[str, int]:
-    """Batch → how many of its event_ids an earlier-arriving batch (validated, or pending in
-    this run) already delivered. Unreadable files count nothing: their verdict says why."""
+    """Batch → how many of its event_ids a batch earlier in the delivery order (validated, or
+    pending in this run) already delivered. Unreadable files count nothing: their verdict says
+    why."""
     import duckdb
 
-    batches = [*list_batches("validated", dataset=dataset, settings=settings), *todo]
-    batches = [d for d in batches if (d / "events.parquet").is_file()]
+    mine = {d.name for d in todo}
+    # a validated version that a batch of this run replaces does not count against it
+    validated = [d for d in list_batches("validated", dataset=dataset, settings=settings)
+                 if d.name not in mine]
+    batches = [d for d in [*validated, *todo] if (d / "events.parquet").is_file()]
     if not todo or len(batches) < 2:
         return {}
-    arrival = [(d.name, delivery(d).get("arrival") or 0) for d in batches]
-    files = [str(d / "events.parquet") for d in batches]
-    mine = [d.name for d in todo]
+    order = [(str(d / "events.parquet"), d.name, position(d), d in todo) for d in batches]
     with duckdb.connect() as con:
-        con.execute("CREATE TEMP TABLE arrival (batch VARCHAR, arrival BIGINT)")
-        con.executemany("INSERT INTO arrival VALUES (?, ?)", arrival)
+        con.execute("CREATE TEMP TABLE f (file VARCHAR, batch VARCHAR, pos BIGINT, mine BOOL)")
+        con.executemany("INSERT INTO f VALUES (?, ?, ?, ?)", order)
         try:
-            rows = con.execute(r"""
+            rows = con.execute("""
                 WITH ev AS (
-                    SELECT CAST(event_id AS VARCHAR) AS event_id,
-                           regexp_extract(filename, '([^/]+)/events\.parquet$', 1) AS batch
+                    SELECT DISTINCT CAST(event_id AS VARCHAR) AS event_id, filename AS file
                     FROM read_parquet(?, filename = true, union_by_name = true)),
                 ranked AS (
-                    SELECT ev.batch, a.arrival,
-                           min(a.arrival) OVER (PARTITION BY ev.event_id) AS first_arrival
-                    FROM ev JOIN arrival AS a USING (batch))
-                SELECT batch, count(*) FROM ranked
-                WHERE arrival > first_arrival AND list_contains(?, batch)
-                GROUP BY batch""", [files, mine]).fetchall()
+                    SELECT f.batch, f.mine, ev.event_id, f.pos,
+                           min(f.pos) OVER (PARTITION BY ev.event_id) AS first_pos
+                    FROM ev JOIN f USING (file))
+                SELECT batch, count(DISTINCT event_id) FROM ranked
+                WHERE mine AND pos > first_pos GROUP BY batch""",
+                [[o[0] for o in order]]).fetchall()
         except duckdb.Error:
             return {}
     return {b: int(n) for b, n in rows}

@@ -20,8 +20,10 @@ from shoprec.lake import (
     content_hash,
     delivery,
     ensure_delivery,
+    ensure_numbered,
     find_batch,
     list_batches,
+    position,
     split_names,
 )
 from shoprec.names import ALLOWED
@@ -86,8 +88,11 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
                 dirs.append(where[1])
             else:
                 note(BatchResult(b, "unchanged", "", where[1], note=f"already {where[0]}"))
+    ensure_numbered(settings, dataset)
+    taken = {delivery(d).get("arrival") for z in ("validated", "quarantine")
+             for d in list_batches(z, dataset=dataset, settings=settings)}
     for d in sorted(dirs, key=lambda p: p.name):  # one dropped in by hand gets its number now
-        ensure_delivery(d, settings, dataset)
+        ensure_delivery(d, settings, dataset, taken)
     dirs = sorted(dirs, key=_arrival_order)
     ledger = read_ledger(settings, dataset)
     reconcile(settings, dataset, ledger)
@@ -128,9 +133,11 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
     return out
 
 
-def _arrival_order(batch_dir: Path) -> tuple[int, str]:
-    """Batches are judged and applied in the order they arrived, not by name."""
-    return int(delivery(batch_dir).get("arrival") or 0), batch_dir.name
+def _arrival_order(batch_dir: Path) -> tuple[int, int, str]:
+    """Batches are judged and applied in delivery order (a corrected version in its batch's
+    place), not by name."""
+    rec = delivery(batch_dir)
+    return rec.get("position") or 0, rec.get("arrival") or 0, batch_dir.name
 
 
 def _held_line(held: dict[str, int]) -> str:
@@ -178,6 +185,8 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
         gone = supersede(old, delivery(v.batch_dir).get("arrival"), settings, dataset)
         result.note = "; ".join(filter(None, [result.note, f"supersedes the old version, now "
                                                            f"in {gone}"]))
+    if not failures:
+        _mark_if_out_of_order(v.batch_dir, settings, dataset)
     result.path = _move(v.batch_dir, settings.zone(zone, dataset), batch_id)
     rec = {"batch_id": batch_id, "content_hash": v.content_hash, "status": status,
            "path": str(result.path), "at": dt.datetime.now(dt.UTC).isoformat(),
@@ -186,6 +195,19 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
     append_ledger(settings, dataset, rec)
     ledger[v.content_hash] = rec
     return result
+
+
+def _mark_if_out_of_order(batch_dir: Path, settings: Settings, dataset: str | None) -> None:
+    """A batch that counts before one already validated (it waited, or was validated by name
+    later) changes which delivery of an event counts: dbt's increments cannot redo that."""
+    mine = position(batch_dir)
+    later = [d.name for d in list_batches("validated", dataset=dataset, settings=settings)
+             if position(d) > mine]
+    if later:
+        from shoprec.lifecycle import mark_rebuild
+
+        mark_rebuild(settings, dataset, f"{batch_dir.name} validated after {later[0]}, which "
+                     "arrived after it")
 
 
 def _wait(v: Verdict, settings: Settings, dataset: str | None,

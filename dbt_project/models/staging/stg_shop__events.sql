@@ -22,4 +22,4 @@ renamed as (
 select r.* from renamed as r
 left join {{ ref('stg_shop__deliveries') }} as d using (batch_id)
 qualify row_number() over (partition by r.event_id
-                           order by d.arrival nulls last, r.batch_id, r.event_timestamp) = 1
+                           order by d.position nulls last, r.batch_id, r.event_timestamp) = 1

@@ -15,4 +15,4 @@ renamed as (
 select r.* from renamed as r
 left join {{ ref('stg_shop__deliveries') }} as d using (batch_id)
 qualify row_number() over (partition by r.user_id
-                           order by d.arrival desc nulls last, r.batch_id desc) = 1
+                           order by d.position desc nulls last, r.batch_id desc) = 1
