@@ -35,9 +35,9 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
         console.print(f"[bold]3. validate[/] landing batches of '{dataset}' (Great Expectations)")
         results = validate(dataset=dataset, settings=s)
         n = {k: sum(r.status == k for r in results)
-             for k in ("validated", "quarantined", "unchanged")}
+             for k in ("validated", "quarantined", "waiting", "unchanged")}
         console.print(f"   {dataset}: {n['validated']} validated, {n['quarantined']} quarantined, "
-                      f"{n['unchanged']} unchanged → {s.lake(dataset)}")
+                      f"{n['waiting']} waiting, {n['unchanged']} unchanged → {s.lake(dataset)}")
         if n["quarantined"]:
             console.print(f"   [red]see {s.zone('quarantine', dataset)} and "
                           f"{s.data_docs_index()}[/]")
