@@ -22,6 +22,9 @@ from shoprec.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# CLI processes started, killed and timed out: part of `make test`, not of the inner loop
+pytestmark = pytest.mark.slow
+
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "SHOPREC_VERBOSE"}

@@ -153,6 +153,7 @@ def test_feature_service_serves_online_and_historical(fs):
     assert {"recent_item_ids", "views_7d"} <= set(df.columns)
 
 
+@pytest.mark.slow  # 800 pushes from 8 threads, per backend
 def test_concurrent_pushes_for_one_user_lose_no_event(fs):
     s, store, _ = fs
     live = LiveSequences(store, s)
@@ -355,6 +356,7 @@ def test_a_deleted_sqlite_online_store_is_refilled(built_shop, tmp_path):
     _assert_online_is_complete(s)
 
 
+@pytest.mark.slow  # each command waits out redis-py's connection retries
 @pytest.mark.parametrize("command", [["materialize"], ["status"], ["get", "u1"],
                                      ["push", "u1", "i1"]])
 def test_an_unreachable_redis_is_one_clear_line(command, shoprec_home, monkeypatch):

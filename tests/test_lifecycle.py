@@ -112,6 +112,7 @@ def test_reimporting_a_changed_file_under_its_batch_id_lands_a_new_version(tmp_p
     assert [r["status"] for r in history(s, None, "crm-export")] == ["superseded", "landed"]
 
 
+@pytest.mark.slow
 def test_retract_with_rebuild_removes_its_users_from_the_online_store(shop):
     from shoprec.features.materialize import materialize
     from shoprec.features.store import get_store
@@ -134,6 +135,7 @@ def test_retract_with_rebuild_removes_its_users_from_the_online_store(shop):
     assert online() == [None] * len(users)  # users only that batch brought are gone
 
 
+@pytest.mark.slow
 def test_a_batch_validated_after_a_later_arrival_rebuilds_instead_of_breaking(tmp_path):
     """A arrives before B and both carry one event; B is validated and built first. When A goes
     through, the event counts from A (first arrival) and the warehouse is rebuilt in full, not
@@ -158,6 +160,7 @@ def test_a_batch_validated_after_a_later_arrival_rebuilds_instead_of_breaking(tm
     assert _events(s, f"event_id = '{eid}'")[0][1] == day.name  # the first delivery of all
 
 
+@pytest.mark.slow
 def test_an_old_lake_without_arrival_numbers_is_numbered_before_anything_new(shop, tmp_path):
     s = shop
     for d in list_batches("validated", settings=s):
@@ -188,6 +191,7 @@ def test_a_foreign_or_broken_sidecar_is_replaced_not_trusted(tmp_path):
     assert all(isinstance(x, int) for x in arrivals) and len(set(arrivals)) == 2
 
 
+@pytest.mark.slow
 def test_reconcile_adds_nothing_when_the_same_bytes_live_under_two_names(shop):
     import shutil
 
