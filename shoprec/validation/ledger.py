@@ -13,15 +13,7 @@ from shoprec.config import Settings
 
 def read_ledger(settings: Settings, dataset: str | None) -> dict[str, dict]:
     """Content hash → its last record (a later line overrides an earlier one)."""
-    p = settings.validation_ledger(dataset)
-    if not p.exists():
-        return {}
-    out = {}
-    for line in p.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            out[rec["content_hash"]] = rec
-    return out
+    return {rec["content_hash"]: rec for rec in history(settings, dataset)}
 
 
 def append_ledger(settings: Settings, dataset: str | None, rec: dict) -> None:

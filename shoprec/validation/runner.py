@@ -123,11 +123,15 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
         shutil.rmtree(tmp, ignore_errors=True)
     again = redelivered_events(todo, settings, dataset)
     stopped: set[str] = set()  # quarantined or waiting in this run, in batch order
+    top = max((position(d) for d in list_batches("validated", dataset=dataset,
+                                                 settings=settings)), default=0)
     for v in sorted(verdicts, key=lambda v: _arrival_order(v.batch_dir)):
         held = {**v.held, **{b: n for b, n in v.needs.items() if b in stopped}}
-        r = _apply(v, settings, dataset, ledger, held, again.get(v.batch_dir.name, 0))
+        r = _apply(v, settings, dataset, ledger, held, again.get(v.batch_dir.name, 0), top)
         if r.status in {"quarantined", "waiting"}:
             stopped.add(r.batch_id)
+        elif r.status == "validated":
+            top = max(top, position(r.path))
         out.append(r)
         note(r)
     return out
@@ -146,7 +150,8 @@ def _held_line(held: dict[str, int]) -> str:
 
 
 def _apply(v: Verdict, settings: Settings, dataset: str | None,
-           ledger: dict[str, dict], held: dict[str, int], redelivered: int = 0) -> BatchResult:
+           ledger: dict[str, dict], held: dict[str, int], redelivered: int = 0,
+           top: int = 0) -> BatchResult:
     """Move the batch whole to its zone (or leave it waiting), write the quarantine report,
     record the verdict. `held`: batches this one needs that did not pass."""
     batch_id = v.batch_dir.name
@@ -185,8 +190,14 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
         gone = supersede(old, delivery(v.batch_dir).get("arrival"), settings, dataset)
         result.note = "; ".join(filter(None, [result.note, f"supersedes the old version, now "
                                                            f"in {gone}"]))
-    if not failures:
-        _mark_if_out_of_order(v.batch_dir, settings, dataset)
+    if not failures and position(v.batch_dir) < top:
+        # it counts before a batch already validated (it waited, or was validated by name
+        # later): that changes which delivery of an event counts, which dbt's batch-keyed
+        # increments cannot redo
+        from shoprec.lifecycle import mark_rebuild
+
+        mark_rebuild(settings, dataset, f"{batch_id} validated after a batch that arrived "
+                     "after it")
     result.path = _move(v.batch_dir, settings.zone(zone, dataset), batch_id)
     rec = {"batch_id": batch_id, "content_hash": v.content_hash, "status": status,
            "path": str(result.path), "at": dt.datetime.now(dt.UTC).isoformat(),
@@ -195,19 +206,6 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
     append_ledger(settings, dataset, rec)
     ledger[v.content_hash] = rec
     return result
-
-
-def _mark_if_out_of_order(batch_dir: Path, settings: Settings, dataset: str | None) -> None:
-    """A batch that counts before one already validated (it waited, or was validated by name
-    later) changes which delivery of an event counts: dbt's increments cannot redo that."""
-    mine = position(batch_dir)
-    later = [d.name for d in list_batches("validated", dataset=dataset, settings=settings)
-             if position(d) > mine]
-    if later:
-        from shoprec.lifecycle import mark_rebuild
-
-        mark_rebuild(settings, dataset, f"{batch_dir.name} validated after {later[0]}, which "
-                     "arrived after it")
 
 
 def _wait(v: Verdict, settings: Settings, dataset: str | None,
