@@ -46,7 +46,8 @@ class FeastSettings(BaseModel):
 class TrainingSettings(BaseModel):
     """Model training and evaluation (SHOPREC_TRAINING__<FIELD>)."""
 
-    protocol: Literal["time", "loo"] = "time"  # global time split | leave-one-out per user
+    protocol: Literal["time", "loo", "session"] = "time"  # global time split | leave-one-out
+    # per user | each user's last session is the test, the one before the validation
     test_days: int = 3  # time split: the last days are the test period ...
     valid_days: int = 3  # ... and the days before them the validation period
     exclude: Literal["none", "purchased", "interacted"] = "none"  # history items not ranked
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
     storage_uri: str | None = None
     s3_endpoint_url: str | None = None
 
+    session_gap_minutes: int = Field(default=30, ge=1, description=(
+        "Where events carry no session_id, a user's session ends after this much inactivity: "
+        "dbt's session models and the session evaluation protocol cut at the same gap."))
+    profiles_dir: Path | None = Field(default=None, description=(
+        "Per-dataset validation profiles (<dataset>.toml); default SHOPREC_HOME/profiles."))
+
     validation: ValidationSettings = ValidationSettings()
     feast: FeastSettings = FeastSettings()
     training: TrainingSettings = TrainingSettings()
@@ -126,6 +133,18 @@ class Settings(BaseSettings):
     def zone(self, zone: str, dataset: str | None = None) -> Path:
         """One of landing / validated / quarantine of a dataset."""
         return self.lake(dataset) / zone
+
+    def contract_stubs(self, dataset: str | None = None) -> Path:
+        """Empty Parquet files of the contract schemas inside the validated zone (a dot folder,
+        so no batch): dbt's source globs always match a file, even when no delivery so far
+        brought that table, and every contract column exists."""
+        return self.zone("validated", dataset) / ".contract"
+
+    def validation_profile(self, dataset: str | None = None) -> Path:
+        """The dataset's validation profile (thresholds and which rules apply), if any."""
+        base = self.profiles_dir.expanduser().resolve() if self.profiles_dir else \
+            self.root / "profiles"
+        return base / f"{self._ds(dataset)}.toml"
 
     def validation_ledger(self, dataset: str | None = None) -> Path:
         """Append-only verdicts of the gate, keyed by content hash."""
@@ -245,6 +264,8 @@ class Settings(BaseSettings):
             "landing": self.zone("landing", ds), "validated": self.zone("validated", ds),
             "quarantine": self.zone("quarantine", ds),
             "validation_ledger": self.validation_ledger(ds),
+            "validation_profile": self.validation_profile(ds),
+            "contract_stubs": self.contract_stubs(ds),
             "arrival_counter": self.arrival_counter(ds),
             "rebuild_marker": self.rebuild_marker(ds), "warehouse": self.warehouse(ds),
             "analytics_snapshot": self.analytics_snapshot(ds),
@@ -279,6 +300,7 @@ class Settings(BaseSettings):
                 "SHOPREC_WAREHOUSE": str(self.warehouse(ds)),
                 "SHOPREC_VALIDATED": str(self.zone("validated", ds)),
                 "SHOPREC_SEQUENCE_LENGTH": str(self.feast.sequence_length),
+                "SHOPREC_SESSION_GAP_MINUTES": str(self.session_gap_minutes),
                 "FEAST_FS_YAML_FILE_PATH": str(self.feast_yaml(ds))}
 
 
