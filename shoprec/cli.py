@@ -92,6 +92,35 @@ def import_file_cmd(
     console.print(f"[green]imported[/] {report.summary()}")
 
 
+@import_app.command("dir")
+def import_dir_cmd(
+    folder: Path = typer.Argument(..., help="A delivery folder: events, items and/or users "
+                                  "files (.csv or .parquet)."),
+    dataset: str = typer.Option(None, help="Dataset namespace in the lake."),
+    mapping: list[str] = typer.Option(
+        [], "--map", help="kind.contract_column=source_column, repeatable "
+        "(e.g. items.price=unit_cost)."),
+    kind_of: list[str] = typer.Option(
+        [], "--kind", help="FILE=kind for a file not named events/items/users "
+        "(e.g. orders.csv=events), repeatable."),
+    event_type: str = typer.Option(None, help="Constant event type for every event row."),
+    batch_id: str = typer.Option(None, help="Batch name (default: derived from the files)."),
+    time_unit: str = typer.Option(None, help="Unit of numeric epoch timestamps: s, ms, us or "
+                                  "ns (default: detected from their magnitude)."),
+    delimiter: str = typer.Option(None, help="CSV delimiter (default: detected)."),
+    encoding: str = typer.Option(None, help="CSV text encoding (default: utf-8, else "
+                                 "cp1252/latin-1)."),
+) -> None:
+    """Every table of one delivery folder as ONE landing batch (all files checked first)."""
+    from shoprec.importers.tabular import import_dir, parse_kinds, parse_mappings
+
+    report = import_dir(folder, mappings=parse_mappings(mapping), kinds=parse_kinds(kind_of),
+                        event_type=event_type, dataset=dataset, batch_id=batch_id,
+                        settings=get_settings(), time_unit=time_unit, delimiter=delimiter,
+                        encoding=encoding)
+    console.print(f"[green]imported[/] {report.summary()}")
+
+
 @app.command("validate")
 def validate_cmd(
     batch: list[str] = typer.Option([], "--batch", help="Batch id (repeatable; default: all "

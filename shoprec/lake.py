@@ -1,10 +1,10 @@
 """The lake: landing → validated | quarantine zones of day/import batches.
 
-A batch is a directory holding `events.parquet` and, when it brings new catalogue or user rows,
-`items.parquet` / `users.parquet`, plus `_delivery.json`: its lineage (arrival number, when it
-landed, where from), outside the contract and outside its content hash. It is the unit that is
-validated, moved and never deleted; arrival order, not the batch's name, decides which delivery
-of an event counts and which version of a batch supersedes another.
+A batch is a directory holding any non-empty subset of `events.parquet`, `items.parquet` and
+`users.parquet` (a catalogue or a customer list may arrive on its own), plus `_delivery.json`:
+its lineage (arrival number, when it landed, where from), outside the contract and outside its
+content hash. It is the unit that is validated, moved and never deleted; arrival order, not the
+batch's name, decides which delivery of an event counts and which version supersedes another.
 Every write goes to a temporary sibling first and is renamed into place, so a reader never sees
 a half-written batch and a crash leaves nothing behind but a `.tmp-*` directory.
 """
@@ -15,6 +15,9 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,18 +47,29 @@ def write_batch(
     settings: Settings | None = None,
     source: str | None = None,
     position: int | None = None,
+    replace: bool = False,
 ) -> Path:
-    """Write one batch atomically into `zone`. Returns the batch directory."""
+    """Write one batch atomically into `zone`. Returns the batch directory. `replace` swaps out
+    a batch of that name (whose tables the caller carried over): the old folder is renamed
+    aside, then removed, so a reader never sees a half-written batch."""
     settings = settings or get_settings()
     unknown = set(tables) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown batch tables {sorted(unknown)}; expected {TABLES}")
     final = settings.zone(zone, dataset) / check_name(batch_id, "batch")
-    # atomic on one filesystem; the rename fails if `final` exists
-    with atomic_path(final, directory=True, replace=False, durable=True) as tmp:
+    staged = final.parent / f".tmp-new-{final.name}-{uuid.uuid4().hex[:8]}"
+    # atomic on one filesystem; the rename fails if the target exists
+    with atomic_path(staged if replace else final, directory=True, replace=False,
+                     durable=True) as tmp:
         for name, table in tables.items():
             write_parquet(table, tmp / f"{name}.parquet")
         _write_delivery(tmp, batch_id, settings, dataset, source, position)
+    if replace:
+        old = final.parent / f".tmp-old-{final.name}-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            os.rename(final, old)
+        os.rename(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 

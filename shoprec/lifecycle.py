@@ -145,8 +145,9 @@ def land_tables(batch_id: str, tables: dict, *, dataset: str | None = None,
     """Land `tables` as batch `batch_id`, whatever already exists under that id: the same bytes
     again → nothing to do; otherwise a new version (the tables it does not bring are carried
     over from the latest version) that the gate judges and, if it passes, lets supersede the
-    validated one. A version still waiting in landing is superseded at once. Returns the path
-    and what happened ("landed", "unchanged", "new version")."""
+    validated one. A version still waiting in landing is superseded at once, unless the new
+    tables are ones it does not hold yet: then they join it ("added"). Returns the path and
+    what happened ("landed", "unchanged", "added", "new version")."""
     import pyarrow.parquet as pq
 
     from shoprec.lake import write_batch
@@ -161,6 +162,16 @@ def land_tables(batch_id: str, tables: dict, *, dataset: str | None = None,
         return latest, "unchanged"
     carried = {t: pq.read_table(latest / f"{t}.parquet") for t in TABLES
                if t not in tables and (latest / f"{t}.parquet").is_file()}
+    if zone == "landing" and not any((latest / f"{t}.parquet").exists() for t in tables):
+        # more tables of a delivery still waiting: the same batch, now holding them too
+        rec = delivery(latest)
+        was = rec.get("source")
+        path = write_batch(batch_id, {**carried, **tables}, dataset=dataset, settings=s,
+                           source="; ".join(x for x in (was, source) if x) or None,
+                           position=rec.get("position"), replace=True)
+        _record(s, dataset, path, "landed", f"added {sorted(tables)} to {batch_id} (in landing)"
+                + (f" from {source}" if source else ""))
+        return path, "added"
     if zone == "landing":
         old = _to_quarantine(s, dataset, latest, "superseded",
                              "superseded in landing by a newer version")

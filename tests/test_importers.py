@@ -523,3 +523,74 @@ def test_cli_file_options_and_one_line_errors(shoprec_home: Path, tmp_path: Path
         out = capsys.readouterr().err
         assert ex.value.code == 2 and expected in " ".join(out.split()), out
         assert out.count("\n") == 1 and out.startswith(f"error: {f}"), out
+
+
+# ------------------------------------------------------------------ deliveries of several tables
+
+def _delivery(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "orders.csv").write_text("order_line;customer;sku;ts\n"
+                                       "o1;c1;p1;1717200000000\no2;c2;p2;1717203600000\n")
+    (folder / "items.csv").write_text("item_id,title\np1,Tea\np2,Soap\n")
+    (folder / "users.csv").write_text("user_id,country\nc1,DE\nc2,FR\n")
+    return folder
+
+
+def test_a_delivery_folder_lands_as_one_batch(settings: Settings, tmp_path: Path) -> None:
+    from shoprec.importers.tabular import import_dir
+
+    folder = _delivery(tmp_path / "export")
+    with pytest.raises(ContractError, match=r"orders.csv: which table is this file\?"):
+        import_dir(folder, settings=settings)
+    assert not settings.zone("landing").exists()  # nothing landed before every file was read
+    mappings = {"events": {"event_id": "order_line", "user_id": "customer", "item_id": "sku",
+                           "event_timestamp": "ts"}}
+    report = import_dir(folder, mappings=mappings, kinds={"orders.csv": "events"},
+                        event_type="purchase", settings=settings)
+    assert report.imported == {"events": 2, "items": 2, "users": 2}
+    batch = report.path
+    assert sorted(p.name for p in batch.glob("*.parquet")) == [
+        "events.parquet", "items.parquet", "users.parquet"]
+    assert read(batch, "events")["event_type"].to_pylist() == ["purchase", "purchase"]
+    assert read(batch, "items")["price"].null_count == 2  # optional columns arrive as nulls
+    again = import_dir(folder, mappings=mappings, kinds={"orders.csv": "events"},
+                       event_type="purchase", settings=settings)
+    assert again.skipped and "already in" in again.summary()
+
+
+def test_tables_of_one_delivery_join_its_batch(settings: Settings, tmp_path: Path) -> None:
+    folder = _delivery(tmp_path / "export")
+    first = import_file(folder / "items.csv", kind="items", batch_id="d1", settings=settings)
+    second = import_file(folder / "users.csv", kind="users", batch_id="d1", settings=settings)
+    assert second.path == first.path and "now holds items, users" in second.summary()
+    assert sorted(p.name for p in first.path.glob("*.parquet")) == [
+        "items.parquet", "users.parquet"]
+    assert not list(first.path.parent.glob(".tmp-*"))
+    assert not settings.zone("quarantine").exists()  # joining is not superseding
+    # the same file again under the same id: nothing to do, and the summary says where it is
+    third = import_file(folder / "users.csv", kind="users", batch_id="d1", settings=settings)
+    assert third.skipped and str(first.path) in third.summary()
+
+
+def test_cli_import_dir_one_line_errors(shoprec_home: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from shoprec.cli import main
+
+    folder = _delivery(tmp_path / "export")
+    base = ["shoprec", "data", "import", "dir", str(folder), "--kind", "orders.csv=events"]
+    for args, expected in ((["--map", "event_id=order_line"], "name the table: kind."),
+                           ([], "missing required column(s)"),
+                           (["--kind", "x.csv=items"], "--kind names ['x.csv']")):
+        monkeypatch.setattr(sys, "argv", [*base, *args])
+        with pytest.raises(SystemExit) as ex:
+            main()
+        out = capsys.readouterr().err
+        assert ex.value.code == 2 and expected in " ".join(out.split()), out
+        assert out.count("\n") == 1, out
+    res = CliRunner().invoke(app, [*base[1:], "--map", "events.event_id=order_line", "--map",
+                                   "events.user_id=customer", "--map", "events.item_id=sku",
+                                   "--map", "events.event_timestamp=ts", "--event-type",
+                                   "purchase"], terminal_width=300)
+    assert res.exit_code == 0, res.output
+    assert "events 2 imported" in res.output and "delimiter ';' (detected)" in res.output

@@ -28,6 +28,7 @@ import csv
 import hashlib
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ from shoprec.contract import (
     sample_row,
 )
 from shoprec.importers import ImportReport
-from shoprec.lake import write_parquet
+from shoprec.lake import iter_files, write_parquet
 from shoprec.lifecycle import land_tables
 from shoprec.names import check_name
 
@@ -76,13 +77,55 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def default_batch_id(path: Path) -> str:
+def parse_mappings(pairs: list[str]) -> dict[str, dict[str, str]]:
+    """`["items.price=cost", ...]` → `{"items": {"price": "cost"}}` for a multi-table import."""
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        kind, dot, rest = pair.partition(".")
+        if not dot or kind not in SCHEMAS or "=" in kind:
+            raise ContractError("--map", None, f"bad column mapping {pair!r}: a folder holds "
+                                "several tables, so name the table: kind.contract_column="
+                                "source_column, e.g. items.price=unit_cost")
+        out.setdefault(kind, {}).update(parse_mapping([rest]))
+    return out
+
+
+def parse_kinds(pairs: list[str]) -> dict[str, str]:
+    """`["orders.csv=events"]` → `{"orders.csv": "events"}`."""
+    out = {}
+    for pair in pairs:
+        name, sep, kind = (p.strip() for p in pair.rpartition("="))
+        if not sep or not name or kind not in SCHEMAS:
+            raise ContractError("--kind", None, f"bad --kind {pair!r}: expected FILE=kind with "
+                                f"kind one of {list(SCHEMAS)}, e.g. orders.csv=events")
+        out[name] = kind
+    return out
+
+
+def default_batch_id(*paths: Path) -> str:
+    """`import-<stem of the first file>-<sha256 of every file's name and bytes>`."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    stem = _SAFE.sub("_", path.stem)[:64].replace("..", "_")
-    return f"import-{stem}-{h.hexdigest()[:12]}"
+    for path in paths:
+        if len(paths) > 1:
+            h.update(path.name.encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    stem = _SAFE.sub("_", paths[0].stem if len(paths) == 1 else paths[0].parent.name)
+    return f"import-{stem[:64].replace('..', '_')}-{h.hexdigest()[:12]}"
+
+
+@dataclass
+class _Prepared:
+    """One file read, mapped and conformed: the rows to land and what the import said."""
+
+    kind: str
+    kept: pa.Table
+    rejected: int
+    rejects: pa.Table | None  # rejected rows with reject_reason and source_row
+    dropped: list[str]
+    units: dict[str, str]
+    notes: list[str]
 
 
 def import_file(
@@ -97,20 +140,88 @@ def import_file(
     delimiter: str | None = None,
     encoding: str | None = None,
 ) -> ImportReport:
-    """Import one CSV/Parquet file as the `kind` table of a new landing batch (see module doc).
-    `time_unit`, `delimiter` and `encoding` override what would otherwise be detected."""
+    """Import one CSV/Parquet file as the `kind` table of a landing batch (see module doc).
+    Under the `batch_id` of a delivery still in landing that lacks this table, the table joins
+    that batch. `time_unit`, `delimiter` and `encoding` override what would be detected."""
     settings = settings or get_settings()
-    path, mapping = Path(path), dict(mapping or {})
-    fmt = _check_options(path, kind, mapping, event_type, time_unit, delimiter, encoding)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = Path(path)
     if batch_id is not None:
         check_name(batch_id, "batch")
     dataset = settings.dataset if dataset is None else check_name(dataset, "dataset")
-    batch_id = batch_id or default_batch_id(path)
+    prepared = _prepare(path, kind, dict(mapping or {}), event_type, time_unit, delimiter,
+                        encoding)
+    return _land(dataset, batch_id or default_batch_id(path), [prepared], str(path), settings)
 
+
+def import_dir(
+    directory: Path | str,
+    mappings: dict[str, dict[str, str]] | None = None,
+    kinds: dict[str, str] | None = None,
+    event_type: str | None = None,
+    dataset: str | None = None,
+    batch_id: str | None = None,
+    settings: Settings | None = None,
+    time_unit: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+) -> ImportReport:
+    """Import a delivery folder as ONE landing batch: every file is a table named by its stem
+    (events.csv, items.parquet, users.csv ...) or by `kinds` (file name → kind). Every file is
+    read and checked before anything lands, so a bad file leaves the lake as it was."""
+    settings = settings or get_settings()
+    directory = Path(directory)
+    if batch_id is not None:
+        check_name(batch_id, "batch")
+    dataset = settings.dataset if dataset is None else check_name(dataset, "dataset")
+    files = _delivery_files(directory, dict(kinds or {}))
+    mappings = mappings or {}
+    if unknown := sorted(set(mappings) - set(files.values())):
+        raise ContractError(str(directory), None, f"--map names kind(s) {unknown} but the "
+                            f"folder holds {sorted(files.values())}")
+    prepared = [_prepare(f, k, mappings.get(k, {}), event_type if k == "events" else None,
+                         time_unit, delimiter, encoding) for f, k in files.items()]
+    return _land(dataset, batch_id or default_batch_id(*files), prepared, str(directory),
+                 settings)
+
+
+def _delivery_files(directory: Path, kinds: dict[str, str]) -> dict[Path, str]:
+    """File → kind for a delivery folder; anything unnamed or unknown is refused, not skipped."""
+    source = str(directory)
+    if not directory.is_dir():
+        raise ContractError(source, None, "not a folder: `import dir` takes a folder of "
+                            "events/items/users files (use `import file` for one file)")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    names = {p.name for p in files}
+    if missing := sorted(set(kinds) - names):
+        raise ContractError(source, None, f"--kind names {missing}, which are not files in "
+                            f"the folder; found {sorted(names)}")
+    out: dict[Path, str] = {}
+    for p in files:
+        kind = kinds.get(p.name) or p.stem.lower()
+        if kind not in SCHEMAS:
+            raise ContractError(str(p), None, f"which table is this file? name it events, "
+                                f"items or users (.csv/.parquet), or pass --kind "
+                                f"{p.name}=events|items|users")
+        if kind in out.values():
+            other = next(f.name for f, k in out.items() if k == kind)
+            raise ContractError(str(p), None, f"two {kind} files in one delivery ({other} and "
+                                f"{p.name}): import them as separate batches")
+        out[p] = kind
+    if not out:
+        raise ContractError(source, None, "no files: expected events, items and/or users "
+                            "files (.csv or .parquet)")
+    return out
+
+
+def _prepare(path: Path, kind: str, mapping: dict[str, str], event_type: str | None,
+             time_unit: str | None, delimiter: str | None, encoding: str | None) -> _Prepared:
+    """Read, map and conform one file; split off the rows a row rule rejects."""
+    _check_options(path, kind, mapping, event_type, time_unit, delimiter, encoding)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     source = str(path)
-    raw, notes = _read(path, fmt, kind, _delimiter_char(delimiter), encoding)
+    raw, notes = _read(path, FORMATS[path.suffix.lower()], kind, _delimiter_char(delimiter),
+                       encoding)
     dropped = _dropped(raw.column_names, mapping, kind, event_type)
     table = _rename(raw, mapping, source)
     if event_type is not None:
@@ -130,33 +241,50 @@ def import_file(
     units = _epoch_units(prepared, kind, time_unit)
     if time_unit and not units:
         notes.append(f"time unit '{time_unit}' unused: no numeric timestamp column")
-
     keep, reason = _row_rules(table, kind)
     kept = table.filter(keep)
-    rejected_path = None
+    rejects = None
     if kept.num_rows < table.num_rows:
-        rejected_path = settings.import_rejects(dataset, batch_id, kind)
         bad = pc.invert(keep)
-        rejects = table.filter(bad).append_column("reject_reason", reason.filter(bad))
         rows = pa.array(range(table.num_rows), pa.int64()).filter(bad)
-        with atomic_path(rejected_path) as tmp:
-            write_parquet(rejects.append_column("source_row", rows), tmp)
+        rejects = (table.filter(bad).append_column("reject_reason", reason.filter(bad))
+                   .append_column("source_row", rows))
     if kept.num_rows == 0:
         # only unknown event types can reject every row (the first of repeated keys is kept)
         raise ContractError(source, "event_type", f"all {table.num_rows} rows were rejected: "
-                            f"{reason[0].as_py()} (rows kept in {rejected_path})",
-                            sample_row(table, 0))
-    out, what = land_tables(batch_id, {kind: kept}, dataset=dataset, settings=settings,
-                            source=source)
+                            f"{reason[0].as_py()}", sample_row(table, 0))
+    return _Prepared(kind, kept, table.num_rows - kept.num_rows, rejects, dropped, units, notes)
+
+
+def _land(dataset: str, batch_id: str, parts: list[_Prepared], source: str,
+          settings: Settings) -> ImportReport:
+    """Land the prepared tables as one batch; rejected rows are kept beside it first."""
+    rejected_paths = {}
+    for p in parts:
+        if p.rejects is not None:
+            rejected_paths[p.kind] = settings.import_rejects(dataset, batch_id, p.kind)
+            with atomic_path(rejected_paths[p.kind]) as tmp:
+                write_parquet(p.rejects, tmp)
+    out, what = land_tables(batch_id, {p.kind: p.kept for p in parts}, dataset=dataset,
+                            settings=settings, source=source)
+    kinds = sorted(p.kind for p in parts)
     if what == "unchanged":  # the same bytes under the same id: a re-run, nothing to do
-        return ImportReport(dataset, batch_id, out, skipped=True)
+        return ImportReport(dataset, batch_id, out, skipped=True,
+                            notes=[f"the same {', '.join(kinds)} rows are already in {out}"])
+    notes = [n for p in parts for n in p.notes]
+    if what == "added":
+        held = sorted(f.stem for f in iter_files(out))
+        notes.append(f"added to batch {batch_id}, which now holds {', '.join(held)}")
     if what == "new version":
         notes.append(f"a new version of batch {batch_id}: `shoprec validate` judges it and it "
                      "supersedes the earlier one")
-    return ImportReport(dataset, batch_id, out, imported={kind: kept.num_rows},
-                        rejected={kind: table.num_rows - kept.num_rows},
-                        rejected_path=rejected_path, dropped_columns=dropped,
-                        time_units=units, notes=notes)
+    return ImportReport(dataset, batch_id, out,
+                        imported={p.kind: p.kept.num_rows for p in parts},
+                        rejected={p.kind: p.rejected for p in parts},
+                        rejected_paths=rejected_paths,
+                        dropped_columns=[c for p in parts for c in p.dropped],
+                        time_units={c: u for p in parts for c, u in p.units.items()},
+                        notes=notes)
 
 
 def _check_options(path: Path, kind: str, mapping: dict[str, str], event_type: str | None,
