@@ -45,8 +45,10 @@ def _table(report: dict) -> str:
 
 def _train(env: dict, home: Path, dataset: str, args: list[str]) -> tuple[dict, float, float]:
     wall, rss, _ = run_measured([str(BIN), "train", "--dataset", dataset, *args], env)
-    protocol = "loo" if "loo" in args else "time"
-    report = json.loads((home / "reports" / "training" / f"{dataset}-{protocol}.json").read_text())
+    from shoprec.config import Settings
+
+    protocol = args[args.index("--protocol") + 1] if "--protocol" in args else "time"
+    report = json.loads(Settings(home=home).training_report(dataset, protocol).read_text())
     return report, wall, rss
 
 

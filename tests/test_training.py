@@ -15,10 +15,18 @@ import torch
 
 from shoprec.config import Settings, TrainingSettings
 from training.baselines import ItemKNN, PersonalHistory, Popularity
-from training.data import Catalogue, Interactions, collapse_runs
+from training.data import Catalogue, Interactions, collapse_runs, session_index
 from training.metrics import evaluate
 from training.model import SeqRec, SeqRecConfig
-from training.splits import DAY_US, EvalSet, leave_one_out, make_split, time_split
+from training.splits import (
+    DAY_US,
+    EvalSet,
+    SplitError,
+    leave_one_out,
+    make_split,
+    session_split,
+    time_split,
+)
 from training.tensors import training_windows
 
 
@@ -92,6 +100,56 @@ def test_time_split_and_exclusion_of_purchased_items():
     assert s.test.excluded_items.tolist() == [1]
     with pytest.raises(ValueError, match="no training data"):
         time_split(x, test_days=5, valid_days=5)
+
+
+MINUTE_US = 60 * 1_000_000
+
+
+def test_sessions_cut_where_the_gap_exceeds_the_threshold():
+    user = np.array([0, 0, 0, 0, 1, 1])
+    ts = np.cumsum([0, 30 * MINUTE_US, 30 * MINUTE_US + 1, 1, 5, 30 * MINUTE_US - 1])
+    # a gap of exactly 30 min stays, 1 us more starts a session; a new user always does
+    assert session_index(user, ts, 30).tolist() == [0, 0, 1, 1, 2, 2]
+    assert session_index(user, ts, 29).tolist() == [0, 1, 2, 2, 3, 4]
+    # the log's ids decide between rows that have one (even across a long gap, or none); an
+    # interleaved session of the log is not cut; rows without an id follow the gap
+    known = np.array([7, 7, 8, 9, 7, -1])
+    assert session_index(user, ts, 30, known).tolist() == [0, 0, 1, 2, 3, 3]
+    assert session_index(user, ts, 29, known).tolist() == [0, 0, 1, 2, 3, 4]
+    interleaved = np.array([7, 8, 7, -1, -1, -1])
+    assert session_index(user, ts, 30, interleaved).tolist() == [0, 0, 0, 0, 1, 1]
+    assert session_index(user, ts, 1, interleaved).tolist() == [0, 0, 0, 0, 1, 2]
+
+
+def test_collapse_keeps_a_session_boundary():
+    x = _interactions([(0, 1, 1, 0), (0, 1, 4, 0), (0, 1, 1, 1), (0, 2, 1, 1)])
+    assert x.session.tolist() == [0, 0, 1, 1]  # one session a day (default gap)
+    c = collapse_runs(x)
+    assert c.item.tolist() == [1, 1, 2] and c.etype.tolist() == [4, 1, 1]
+    assert c.session.tolist() == [0, 1, 1]
+    assert c.select(np.array([False, True, True])).session.tolist() == [1, 1]
+
+
+def test_session_split_holds_out_each_users_last_two_sessions():
+    x = _interactions([(0, 1, 4, 0), (0, 2, 1, 0),  # session 1: bought item 1
+                       (0, 3, 1, 1),  # session 2
+                       (0, 4, 1, 2), (0, 2, 1, 2),  # session 3: valid
+                       (0, 5, 1, 3), (0, 1, 4, 3), (0, 6, 1, 3), (0, 5, 2, 3),  # test
+                       (1, 1, 1, 0), (1, 2, 1, 1), (1, 3, 1, 1)])  # 2 sessions: trains only
+    s = make_split(x, "session", exclude="none")
+    assert s.train_mask.tolist() == [True] * 3 + [False] * 6 + [True] * 3
+    assert s.valid.users.tolist() == [0] and s.valid.hist_end.tolist() == [3]
+    assert s.valid.target_items.tolist() == [2, 4]  # every distinct item of the session
+    assert s.test.users.tolist() == [0] and s.test.hist_end.tolist() == [5]
+    assert s.test.target_items.tolist() == [1, 5, 6]  # the repeat purchase of 1 counts
+    assert s.test.cutoff_us.tolist() == [x.ts[5]]  # predicted at the session's first event
+    assert s.window["protocol"] == "session" and s.window["session_gap_minutes"] == 30
+    s = session_split(x, exclude="purchased")
+    assert s.test.target_items.tolist() == [5, 6] and s.test.excluded_items.tolist() == [1]
+    with pytest.raises(SplitError, match="no user has 3 sessions"):
+        session_split(x.select(x.user == 1))
+    with pytest.raises(ValueError, match="no user has 3 sessions"):  # a ValueError as well
+        make_split(x.select(x.ts < 2 * DAY_US), "session")
 
 
 def test_training_windows_predict_every_next_item_once():
@@ -272,3 +330,62 @@ def test_make_split_rejects_an_unknown_protocol():
     x = _interactions([(0, 1, 1, 0), (0, 2, 1, 1), (0, 3, 1, 2)])
     with pytest.raises(ValueError, match="unknown protocol"):
         make_split(x, "random")
+
+
+def test_train_rejects_an_unknown_protocol_in_one_line(shoprec_home):
+    from typer.testing import CliRunner
+
+    from shoprec.cli import app
+    from shoprec.names import UsageError
+
+    result = CliRunner().invoke(app, ["train", "--protocol", "sessions"])
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception) == ("--protocol 'sessions': expected one of time | loo | "
+                                     "session")
+
+
+def test_sessions_are_derived_where_the_warehouse_has_no_session_id(built_shop, tmp_path):
+    """A warehouse built before dbt filled session_id: the same sessions come from the gaps."""
+    import duckdb
+
+    from tests.conftest import copy_published_warehouse
+    from training.data import load_interactions
+
+    own = Settings(home=tmp_path / "home", session_gap_minutes=20)
+    copy_published_warehouse(built_shop, own)
+    assert load_interactions(own).extra["sessions_from"] == "session_id"
+    with duckdb.connect(str(own.analytics_snapshot("shop"))) as con:
+        con.execute("update marts.fct_events set session_id = null")
+        n_sessions = con.execute(  # dbt's rule, in SQL
+            "select count(*) filter (where prev is null or ts - prev > interval 20 minutes) "
+            "from (select event_timestamp as ts, lag(event_timestamp) over (partition by "
+            "user_id order by event_timestamp, event_id) as prev from marts.fct_events)"
+        ).fetchone()[0]
+    x = load_interactions(own)
+    assert x.extra["sessions_from"] == "derived" and x.extra["session_gap_minutes"] == 20
+    assert x.session_starts().sum() == x.session.max() + 1 == n_sessions
+    gap = np.r_[True, (np.diff(x.ts) > 20 * MINUTE_US) | (x.user[1:] != x.user[:-1])]
+    assert not (x.session_starts() & ~gap).any()  # a session starts after a gap only
+
+
+def test_session_protocol_trains_and_evaluates_the_model_and_the_baselines(built_shop, tmp_path):
+    """Each user's last session is the test: the model and every baseline have metrics, and
+    the export re-evaluates to the same figures on the run's sessions."""
+    from training.evaluate import evaluate_export
+    from training.train import train
+
+    s = Settings(home=built_shop.home, training=TrainingSettings(
+        protocol="session", max_epochs=2, patience=10, dim=16))
+    r = train(s, seed=5, progress=False, run_dir=tmp_path / "run")
+    assert r.protocol == "session" and r.window["protocol"] == "session"
+    assert r.window["session_gap_minutes"] == s.session_gap_minutes
+    for name in ("model", "popularity", "itemknn", "personal_history"):
+        for part in ("valid", "test"):
+            assert set(r.metrics[f"{name}/{part}"]) == set(r.metrics["model/test"])
+    assert r.metrics["model/test"]["users"] > 50
+    assert r.metrics["model/test"]["recall@20"] != r.metrics["model/test"]["hit@20"]  # sets
+    metrics, meta = evaluate_export(s, r.run_dir / "export")
+    assert meta["data_window"]["protocol"] == "session"
+    assert metrics["model/test"]["ndcg@10"] == pytest.approx(r.metrics["model/test"]["ndcg@10"],
+                                                             abs=1e-6)
+    assert metrics["itemknn/test"] == r.metrics["itemknn/test"]

@@ -5,6 +5,11 @@ same deduplicated, validated events analysts see, and a build in progress never 
 Consecutive events of one user on one item (view → click → add_to_cart → purchase of the same
 product) collapse into one interaction that keeps the deepest funnel stage: otherwise "the next
 item" would mostly be the item just viewed, which teaches the model nothing worth recommending.
+
+Every row carries its session (the session evaluation protocol holds out each user's last one):
+the warehouse's `session_id` where the log has one, else dbt's rule redone here: a user's events in
+(event_timestamp, event_id) order, a new session at the user's first event or after a gap longer
+than `session_gap_minutes`. A run never merges across a session boundary.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import numpy as np
 
 from shoprec.config import Settings
 from shoprec.contract import EVENT_TYPES
+
+DEFAULT_SESSION_GAP_MINUTES: int = Settings.model_fields["session_gap_minutes"].default
 
 PAD = 0  # index 0 of items / event types / categories / brands / gaps is padding
 PRICE_BUCKETS = 10
@@ -49,7 +56,7 @@ class Catalogue:
 
 @dataclass
 class Interactions:
-    """One row per collapsed interaction, sorted by (user, time)."""
+    """One row per collapsed interaction, sorted by (user, time), with its session."""
 
     user: np.ndarray  # int64 user index
     item: np.ndarray  # int64 item index (1..n_items)
@@ -60,6 +67,14 @@ class Interactions:
     dataset: str = ""
     source: str = ""
     extra: dict = field(default_factory=dict)
+    # int64 session ordinal per row, increasing within each user (None: derived from the
+    # timestamps with the default gap, for hand-built interactions)
+    session: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.session is None:
+            self.session = session_index(self.user, self.ts, DEFAULT_SESSION_GAP_MINUTES)
+            self.extra.setdefault("session_gap_minutes", DEFAULT_SESSION_GAP_MINUTES)
 
     def __len__(self) -> int:
         return len(self.item)
@@ -81,10 +96,57 @@ class Interactions:
         b[first] = 1
         return b
 
+    def session_starts(self) -> np.ndarray:
+        """True at the first row of every session (so at every user's first row)."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=bool)
+        return np.r_[True, (self.user[1:] != self.user[:-1])
+                     | (self.session[1:] != self.session[:-1])]
+
     def select(self, mask: np.ndarray) -> Interactions:
         """Rows where mask holds (keeps the vocabularies, so indices stay comparable)."""
         return Interactions(self.user[mask], self.item[mask], self.etype[mask], self.ts[mask],
-                            self.user_ids, self.catalogue, self.dataset, self.source, self.extra)
+                            self.user_ids, self.catalogue, self.dataset, self.source, self.extra,
+                            self.session[mask])
+
+
+def session_index(user: np.ndarray, ts: np.ndarray, gap_minutes: float,
+                  known: np.ndarray | None = None) -> np.ndarray:
+    """A global session ordinal per row of rows sorted by (user, time), so increasing within
+    each user: a session starts at a user's first row, and where the gap to the user's previous
+    row is longer than `gap_minutes` (dbt's rule for a log without session ids).
+
+    `known`: integer codes of the log's session ids (-1 = none). Between two rows with ids, the
+    ids decide instead of the gap; a boundary never cuts through a session of the log, so
+    sessions of one user that interleave (two tabs at once) are one session here."""
+    n = len(user)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    start = np.r_[True, np.diff(ts) > int(gap_minutes * 60_000_000)]
+    if known is not None:
+        row = np.arange(n)
+        has = known >= 0
+        key = np.where(has, user * (int(known.max()) + 1) + known, -1)
+        _, group = np.unique(key, return_inverse=True)
+        last = np.zeros(int(group.max()) + 1, dtype=np.int64)
+        np.maximum.at(last, group, row)  # the last row of each (user, session id)
+        end = np.where(has, last[group], row)
+        inside = np.r_[False, np.maximum.accumulate(end)[:-1] >= row[1:]]  # a session spans it
+        both = np.r_[False, has[1:] & has[:-1]]
+        start = ~inside & (both | start)
+    start |= np.r_[True, user[1:] != user[:-1]]
+    return np.cumsum(start, dtype=np.int64) - 1
+
+
+def _session_codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes of session ids (-1 where there is none)."""
+    import pandas as pd
+
+    null = np.ma.getmaskarray(values)
+    codes, _ = pd.factorize(np.ma.getdata(values).astype(object), use_na_sentinel=True)
+    codes = codes.astype(np.int64)
+    codes[null] = -1
+    return codes
 
 
 def price_buckets(prices: np.ndarray) -> tuple[np.ndarray, list[float]]:
@@ -130,7 +192,7 @@ def load_interactions(settings: Settings, dataset: str | None = None) -> Interac
             "cast(price as double) as price "
             "from marts.dim_items order by item_id").fetchnumpy()
         ev = con.execute(
-            "select user_id, item_id, event_type, epoch_us(event_timestamp) as ts "
+            "select user_id, item_id, event_type, epoch_us(event_timestamp) as ts, session_id "
             "from marts.fct_events order by user_id, event_timestamp, event_id").fetchnumpy()
     if len(ev["ts"]) == 0:
         raise TrainingDataError(f"{path}: marts.fct_events is empty")
@@ -149,7 +211,7 @@ def load_interactions(settings: Settings, dataset: str | None = None) -> Interac
                        count=len(ev["item_id"]))
     if (item == 0).any():  # validation keeps unknown items under a tolerance: skip those rows
         keep = item != 0
-        ev = {k: np.asarray(v)[keep] for k, v in ev.items()}
+        ev = {k: v[keep] for k, v in ev.items()}
         item = item[keep]
     user_ids, user = np.unique(np.asarray(ev["user_id"], dtype=object), return_inverse=True)
     etype_index = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
@@ -157,19 +219,29 @@ def load_interactions(settings: Settings, dataset: str | None = None) -> Interac
                         count=len(item))
     ts = np.asarray(ev["ts"], dtype=np.int64)
     order = np.lexsort((ts, user))  # np.unique re-indexed users: keep (user, time) order
-    raw = Interactions(user[order].astype(np.int64), item[order], etype[order], ts[order],
-                       user_ids, catalogue, dataset, str(path))
+    user, ts = user[order].astype(np.int64), ts[order]
+    known = _session_codes(ev["session_id"])[order]
+    gap = settings.session_gap_minutes
+    session = session_index(user, ts, gap, known)
+    derived = int((known < 0).sum())
+    extra = {"session_gap_minutes": gap,
+             "sessions_from": "session_id" if derived == 0 else
+             "derived" if derived == len(known) else f"session_id, {derived} rows derived"}
+    raw = Interactions(user, item[order], etype[order], ts, user_ids, catalogue, dataset,
+                       str(path), extra, session)
     return collapse_runs(raw)
 
 
 def collapse_runs(x: Interactions) -> Interactions:
-    """Merge consecutive rows of one user on one item: first timestamp, deepest event type."""
+    """Merge consecutive rows of one user on one item within a session: first timestamp,
+    deepest event type."""
     n = len(x)
     if n == 0:
         return x
-    start = np.r_[True, (x.user[1:] != x.user[:-1]) | (x.item[1:] != x.item[:-1])]
+    start = x.session_starts() | np.r_[True, x.item[1:] != x.item[:-1]]
     run = np.cumsum(start) - 1
     etype = np.zeros(int(run[-1]) + 1, dtype=np.int64)
     np.maximum.at(etype, run, x.etype)
     return Interactions(x.user[start], x.item[start], etype, x.ts[start], x.user_ids,
-                        x.catalogue, x.dataset, x.source, {"raw_events": n})
+                        x.catalogue, x.dataset, x.source, {**x.extra, "raw_events": n},
+                        x.session[start])

@@ -61,6 +61,10 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
     if exclude is not None:
         cfg = cfg.model_copy(update={"exclude": exclude})
     dataset = dataset or meta["dataset"]
+    window = meta.get("data_window")
+    gap = window.get("session_gap_minutes") if isinstance(window, dict) else None
+    if x is None and cfg.protocol == "session" and isinstance(gap, int) and gap >= 1:
+        settings = settings.model_copy(update={"session_gap_minutes": gap})  # the run's sessions
     x = x if x is not None else load_interactions(settings, dataset)
     split = make_split(x, cfg.protocol, test_days=cfg.test_days, valid_days=cfg.valid_days,
                        exclude=cfg.exclude)

@@ -1,6 +1,7 @@
-"""Evaluation protocols: a global time split, and leave-one-out per user (RecBole's protocol).
+"""Evaluation protocols: a global time split, leave-one-out per user (RecBole's protocol), and
+per user the last session (or order) as the test and the session before it as the validation.
 
-Both yield the training rows and, per evaluated user, where the history ends (a row offset: the
+Each yields the training rows and, per evaluated user, where the history ends (a row offset: the
 model sees the user's rows before it) and the set of target items. Ranking is always over the
 whole catalogue; `exclude` removes items from the candidates (and from the targets, since an
 unrankable target could never be hit): none, what the user purchased before, or anything the user
@@ -10,13 +11,21 @@ interacted with before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
-from training.data import Interactions
+from shoprec.config import TrainingSettings
+from training.data import Interactions, TrainingDataError
 
 DAY_US = 86_400 * 1_000_000
 PURCHASE = 4  # etype index of "purchase" (1-based EVENT_TYPES)
+PROTOCOLS: tuple[str, ...] = get_args(TrainingSettings.model_fields["protocol"].annotation)
+
+
+class SplitError(TrainingDataError, ValueError):
+    """The data cannot be split by the protocol asked for (a ValueError; the CLI says it in one
+    line, as for any TrainingDataError)."""
 
 
 @dataclass
@@ -102,7 +111,7 @@ def time_split(x: Interactions, test_days: int, valid_days: int,
     t_test = (end_day - test_days) * DAY_US
     t_valid = t_test - valid_days * DAY_US
     if t_valid <= x.ts.min():
-        raise ValueError(f"time split: {valid_days}+{test_days} days leave no training data")
+        raise SplitError(f"time split: {valid_days}+{test_days} days leave no training data")
     b = x.user_bounds()
 
     def period(lo: int, hi: int) -> list:
@@ -124,13 +133,42 @@ def time_split(x: Interactions, test_days: int, valid_days: int,
                  _eval_set("test", x, period(t_test, t_end), exclude, b), window)
 
 
+def session_split(x: Interactions, exclude: str = "none") -> Split:
+    """Per user in time order: the last session = test, the one before = valid, earlier ones =
+    train; users with fewer than 3 sessions only train. A held-out session is predicted at its
+    first event (cutoff = its first timestamp) from the rows before it; every distinct item of it
+    is a target, an item the user had before included (unless `exclude` removes it)."""
+    b = x.user_bounds()
+    starts = np.flatnonzero(x.session_starts())  # first row of every session, in row order
+    n_sessions = np.bincount(x.user[starts], minlength=x.n_users)
+    last = np.searchsorted(starts, b[1:]) - 1  # per user: index into starts of its last session
+    train = np.ones(len(x), dtype=bool)
+    valid_rows, test_rows = [], []
+    for u in np.flatnonzero(n_sessions >= 3):
+        v0, t0, end = int(starts[last[u] - 1]), int(starts[last[u]]), int(b[u + 1])
+        train[v0:end] = False
+        valid_rows.append((u, v0, x.item[v0:t0], x.ts[v0]))
+        test_rows.append((u, t0, x.item[t0:end], x.ts[t0]))
+    gap = x.extra.get("session_gap_minutes")
+    if not test_rows:
+        raise SplitError(f"session split: no user has 3 sessions ({len(starts)} sessions of "
+                         f"{x.n_users} users, gap {gap} minutes where the log has no session_id)")
+    window = {"protocol": "session", "session_gap_minutes": gap,
+              "sessions_from": x.extra.get("sessions_from", "derived"),
+              "first_event": _iso(x.ts.min()), "last_event": _iso(x.ts.max())}
+    return Split("session", train, _eval_set("valid", x, valid_rows, exclude, b),
+                 _eval_set("test", x, test_rows, exclude, b), window)
+
+
 def make_split(x: Interactions, protocol: str, *, test_days: int = 3, valid_days: int = 3,
                exclude: str = "none") -> Split:
     if protocol == "loo":
         return leave_one_out(x, exclude)
     if protocol == "time":
         return time_split(x, test_days, valid_days, exclude)
-    raise ValueError(f"unknown protocol {protocol!r}: time | loo")
+    if protocol == "session":
+        return session_split(x, exclude)
+    raise SplitError(f"unknown protocol {protocol!r}: {' | '.join(PROTOCOLS)}")
 
 
 def _iso(us: int) -> str:

@@ -24,7 +24,7 @@ from training.baselines import ItemKNN, PersonalHistory, Popularity
 from training.data import GAP_BUCKETS, PRICE_BUCKETS, Interactions, load_interactions
 from training.metrics import evaluate
 from training.model import SeqRec, SeqRecConfig
-from training.splits import DAY_US, EvalSet, Split, make_split
+from training.splits import DAY_US, EvalSet, Split, SplitError, make_split
 from training.tensors import Windows, training_windows, window_times, windows
 
 
@@ -110,6 +110,8 @@ class Prepared:
         self.gaps = w.gaps[:, :-1].to(device)
         self.in_rows = w.rows[:, :-1].to(device)
         self.times = window_times(x.ts, w.rows[:, :-1]).to(device)
+        # dense targets over the test period for a time split; loo and session train on the next
+        # interaction (a session's items are predicted one by one, as it unfolds)
         horizon = cfg.test_days * DAY_US if split.protocol == "time" and cfg.dense_targets else 0
         self.target_hi = torch.from_numpy(target_bounds(x, split.train_mask, horizon)).to(device)
         self.row_item = torch.from_numpy(x.item).to(device)
@@ -213,6 +215,8 @@ def load_checkpoint(path: Path) -> tuple[SeqRec, dict]:
 def run_baselines(x: Interactions, split: Split,
                   cfg: TrainingSettings) -> dict[str, dict[str, float]]:
     """Metrics of the baselines on the same split: what the model has to beat."""
+    # a recent window only where everyone is tested on the same period (time); loo and session
+    # test each user at their own time: all the training data
     pop = Popularity(x, split.train_mask,
                      cfg.popularity_window_days if split.protocol == "time" else None)
     models = [pop, ItemKNN(x, split.train_mask, cfg.knn_neighbours, cfg.max_len),
@@ -323,7 +327,7 @@ def _setup(settings: Settings, dataset: str, seed: int, x: Interactions | None,
     split = make_split(x, cfg.protocol, test_days=cfg.test_days, valid_days=cfg.valid_days,
                        exclude=cfg.exclude)
     if len(split.valid) == 0 or len(split.test) == 0:
-        raise ValueError(f"{dataset}: the {cfg.protocol} split leaves no users to evaluate")
+        raise SplitError(f"{dataset}: the {cfg.protocol} split leaves no users to evaluate")
     feats = None
     if cfg.user_features:
         from training.features import user_day_features
