@@ -11,6 +11,7 @@ from rich.console import Console
 from feature_repo.names import SERVING_SERVICE, USER_KEY
 from shoprec import quiet
 from shoprec.cli_lake import app as lake_app
+from shoprec.cli_profile import profile_cmd
 from shoprec.config import get_settings
 
 app = typer.Typer(help="Shoprec: real-time shop recommendations, end to end.", no_args_is_help=True)
@@ -20,6 +21,7 @@ import_app = typer.Typer(help="Import public or exported data into the contract.
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
 app.add_typer(lake_app, name="lake")
+data_app.command("profile")(profile_cmd)
 console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
 
 
@@ -287,9 +289,24 @@ def features_push_cmd(
     typer.echo(" → ".join(f"{i}:{t}" for _, i, t in seq))
 
 
+def _choice(option: str, value: str | None, field: str) -> str | None:
+    """A --protocol / --exclude value checked against TrainingSettings: one line if unknown."""
+    from typing import get_args
+
+    from shoprec.config import TrainingSettings
+    from shoprec.names import UsageError
+
+    allowed = get_args(TrainingSettings.model_fields[field].annotation)
+    if value is not None and value not in allowed:
+        raise UsageError(f"{option} {value!r}: expected one of {' | '.join(allowed)}")
+    return value
+
+
 def _training_overrides(s, protocol, exclude, epochs, device, user_features, max_minutes,
                         patience):
     t = s.training
+    protocol = _choice("--protocol", protocol, "protocol")
+    exclude = _choice("--exclude", exclude, "exclude")
     updates = {k: v for k, v in {"protocol": protocol, "exclude": exclude, "max_epochs": epochs,
                                  "device": device, "user_features": user_features,
                                  "max_minutes": max_minutes, "patience": patience}.items()
@@ -301,7 +318,10 @@ def _training_overrides(s, protocol, exclude, epochs, device, user_features, max
 def train_cmd(
     dataset: str = typer.Option(None, help="Dataset (default: shop)."),
     seeds: str = typer.Option(None, help="Comma-separated seeds; metrics are averaged over them."),
-    protocol: str = typer.Option(None, help="time (global time split) or loo (leave-one-out)."),
+    protocol: str = typer.Option(None, help="time (global time split), loo (leave-one-out: "
+                                 "each user's last interaction is the test) or session (each "
+                                 "user's last session is the test, the one before the "
+                                 "validation)."),
     exclude: str = typer.Option(None, help="none | purchased | interacted: history items that "
                                            "are not ranked."),
     epochs: int = typer.Option(None, help="Maximum epochs (early stopping usually ends first)."),
@@ -341,6 +361,7 @@ def evaluate_cmd(
     from training.evaluate import evaluate_export
     from training.runner import latest_run
 
+    exclude = _choice("--exclude", exclude, "exclude")
     s = get_settings()
     if run is None:
         folder = latest_run(s, dataset or s.dataset)

@@ -9,7 +9,8 @@ from rich.console import Console
 
 from shoprec.config import get_settings
 
-app = typer.Typer(help="The lake's batches: history, retract, replace.", no_args_is_help=True)
+app = typer.Typer(help="The lake's batches: history, retract, replace, requeue.",
+                  no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -64,3 +65,18 @@ def replace_cmd(
 
     move = land_version(batch, source, dataset=dataset, settings=get_settings())
     console.print(f"[green]replace[/] {move.summary()}")
+
+
+@app.command("requeue")
+def requeue_cmd(
+    batches: list[str] = typer.Argument(..., help="Quarantined batch ids."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Put batches the gate quarantined back in landing, to be judged again by the rules as
+    they are now (e.g. after `shoprec data profile --set rules.funnel=false`)."""
+    from shoprec.lifecycle import requeue
+
+    s = get_settings()
+    for batch in batches:
+        move = requeue(batch, dataset=dataset, settings=s)
+        console.print(f"[green]requeue[/] {move.summary()}")

@@ -12,25 +12,39 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shoprec.names import check_name
 
+SwitchableRule = Literal["funnel", "duplicates", "unknown_items", "unknown_users", "price_range",
+                         "quantity_range", "time_range"]
+"""Content rules about a shop's habits, which a dataset's profile may switch off; the contract
+rules (columns, types, required values, keys, domains, lengths) are not: dbt relies on them."""
+
 
 class ValidationSettings(BaseModel):
-    """Thresholds of the validation gate (SHOPREC_VALIDATION__<FIELD>)."""
+    """Thresholds of the validation gate (SHOPREC_VALIDATION__<FIELD>); a dataset's profile
+    (Settings.validation_profile) overrides them for that dataset."""
 
-    min_timestamp: dt.datetime = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
-    future_slack_minutes: int = 10  # clock skew tolerated before "in the future"
-    price_ceiling: float = 1_000_000.0
-    max_quantity: int = 10_000
-    max_unknown_item_rate: float = 0.001  # late-arriving catalogue rows
-    max_unknown_user_rate: float = 0.001
-    max_duplicate_rate: float = 0.01  # same user, item, type and timestamp under other ids
-    max_funnel_violation_rate: float = 0.02  # purchases without a prior view in the session
-    sample_size: int = 10
-    # a batch whose events use ids that only a quarantined (or waiting) batch introduced:
-    # "wait" keeps it in landing until that batch is re-delivered fixed (then both go through);
-    # "warn" validates it anyway (the marts show those events without catalogue attributes);
-    # "fail" quarantines it too (the old cascade, now with the reason)
-    held_reference_policy: Literal["wait", "warn", "fail"] = "wait"
-    workers: int = 2  # processes that judge batches in parallel (1 = in-process)
+    min_timestamp: dt.datetime = Field(dt.datetime(1990, 1, 1, tzinfo=dt.UTC), description=(
+        "Events and signups before this are wrong (catalogue rows may be older)."))
+    future_slack_minutes: int = Field(10, ge=0, description=(
+        "Clock skew tolerated before a timestamp is in the future."))
+    price_ceiling: float = Field(1_000_000.0, gt=0, description="Highest plausible price.")
+    max_quantity: int = Field(10_000, ge=1, description="Highest plausible quantity of one event.")
+    max_unknown_item_rate: float = Field(0.001, ge=0, le=1, description=(
+        "Share of events whose item_id no batch brought (late-arriving catalogue rows)."))
+    max_unknown_user_rate: float = Field(0.001, ge=0, le=1, description=(
+        "Share of events whose user_id no batch brought."))
+    max_duplicate_rate: float = Field(0.01, ge=0, le=1, description=(
+        "Share of events repeating user, item, type and timestamp under another event_id."))
+    max_funnel_violation_rate: float = Field(0.02, ge=0, le=1, description=(
+        "Share of purchases without a prior view of the item in the session."))
+    sample_size: int = Field(10, ge=1, description="Offending ids a failure names.")
+    held_reference_policy: Literal["wait", "warn", "fail"] = Field("wait", description=(
+        "Events using ids only a quarantined or waiting batch introduced (while the "
+        "unknown_items/unknown_users rule is on): wait keeps the batch in landing until that "
+        "one is re-delivered fixed; warn validates it anyway; fail quarantines it too."))
+    workers: int = Field(2, ge=1, description=(
+        "Processes that judge batches in parallel (1: in-process)."))
+    skip_rules: list[SwitchableRule] = Field(default_factory=list, description=(
+        "Content rules switched off (a profile's [rules] table sets this per dataset)."))
 
 
 class FeastSettings(BaseModel):
@@ -61,7 +75,7 @@ class TrainingSettings(BaseModel):
     negatives: int | None = 1024  # sampled softmax over this many shared uniform negatives per
     # batch when the catalogue has more than twice as many items; else (or None) full softmax
     dense_targets: bool = True  # time split: learn to rank everything of the next test_days,
-    # not only the next interaction (leave-one-out always predicts the next one)
+    # not only the next interaction (leave-one-out and session always predict the next one)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 256

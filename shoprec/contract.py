@@ -1,5 +1,13 @@
 """The data contract a shop provides (DESIGN.md), as pyarrow schemas, in one place.
 
+Required (never null, and present in every input): events `event_id` (unique), `user_id`,
+`item_id`, `event_type`, `event_timestamp`; items `item_id` (unique); users `user_id` (unique).
+Optional (null allowed, and may be absent from an input, which `conform` fills with nulls):
+events `session_id` (dbt derives sessions from inactivity gaps where it is null), `price`,
+`quantity`; items `title`, `category`, `brand`, `price`, `created_at`; users `signup_at`,
+`country`, `segment`. The schemas keep every column: `conform` (so every importer) writes them
+all, and where a batch's file leaves an optional column out the gate and dbt read it as null.
+
 Ids are strings so any shop's keys fit unchanged; timestamps are microsecond UTC because Feast's
 DuckDB materialization cannot cast nanosecond tz-aware Parquet timestamps (STACK-NOTES.md).
 """
@@ -25,7 +33,7 @@ EVENTS = pa.schema(
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("event_type", pa.string(), nullable=False),
         pa.field("event_timestamp", TS, nullable=False),
-        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("session_id", pa.string(), nullable=True),
         pa.field("price", pa.float64(), nullable=True),
         pa.field("quantity", pa.int32(), nullable=True),
     ]
@@ -34,18 +42,18 @@ EVENTS = pa.schema(
 ITEMS = pa.schema(
     [
         pa.field("item_id", pa.string(), nullable=False),
-        pa.field("title", pa.string(), nullable=False),
-        pa.field("category", pa.string(), nullable=False),
-        pa.field("brand", pa.string(), nullable=False),
-        pa.field("price", pa.float64(), nullable=False),
-        pa.field("created_at", TS, nullable=False),
+        pa.field("title", pa.string(), nullable=True),
+        pa.field("category", pa.string(), nullable=True),
+        pa.field("brand", pa.string(), nullable=True),
+        pa.field("price", pa.float64(), nullable=True),
+        pa.field("created_at", TS, nullable=True),
     ]
 )
 
 USERS = pa.schema(
     [
         pa.field("user_id", pa.string(), nullable=False),
-        pa.field("signup_at", TS, nullable=False),
+        pa.field("signup_at", TS, nullable=True),
         pa.field("country", pa.string(), nullable=True),
         pa.field("segment", pa.string(), nullable=True),
     ]
@@ -54,10 +62,8 @@ USERS = pa.schema(
 SCHEMAS: dict[str, pa.Schema] = {"events": EVENTS, "items": ITEMS, "users": USERS}
 KEYS: dict[str, str] = {"events": "event_id", "items": "item_id", "users": "user_id"}
 OPTIONAL: dict[str, set[str]] = {
-    "events": {"price", "quantity"},
-    "items": set(),
-    "users": {"country", "segment"},
-}
+    kind: {f.name for f in schema if f.nullable} for kind, schema in SCHEMAS.items()}
+"""Columns that may be null or absent from an input: every one but the required above."""
 
 MAX_ID_LENGTH = 256
 """Characters in an id: any shop's keys fit, yet one runaway value cannot bloat every join."""

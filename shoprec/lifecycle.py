@@ -44,6 +44,8 @@ class Move:
 
     def summary(self) -> str:
         done = ", ".join(f"{k}: {v}" for k, v in self.rebuilt.items())
+        if self.status == "requeued":  # nothing derived from it yet
+            return f"{self.batch_id} {self.status} → {self.path} ({self.reason})"
         return f"{self.batch_id} {self.status} → {self.path} ({self.reason})" + (
             f"; rebuilt {done}" if done else "; derived data is rebuilt on the next run")
 
@@ -116,6 +118,36 @@ def retract(batch_id: str, reason: str, *, dataset: str | None = None,
     dst = _to_quarantine(s, dataset, src, "retracted", reason)  # must not leave its rows behind
     _record(s, dataset, dst, "retracted", reason)
     return Move(batch_id, "retracted", dst, reason)
+
+
+def requeue(batch_id: str, *, dataset: str | None = None,
+            settings: Settings | None = None) -> Move:
+    """A batch the gate quarantined goes back to landing, to be judged again by the rules as
+    they are now (after its dataset's profile changed, or a rule was fixed). Its old report is
+    kept beside it as `_validation.previous`; the ledger records the move first, so a re-run
+    of `validate` judges the same bytes again instead of calling them already quarantined."""
+    s = settings or get_settings()
+    where = find_batch(check_name(batch_id, "batch"), dataset=dataset, settings=s)
+    src = s.zone("quarantine", dataset) / batch_id
+    if where is None or where[0] != "quarantine":
+        zone = where[0] if where else "no zone"
+        raise LifecycleError(f"batch {batch_id!r} is not in quarantine (found in {zone}); only "
+                             "a quarantined batch can be judged again")
+    reason = src / "_validation" / "reason.txt"
+    why = reason.read_text().strip() if reason.is_file() else ""
+    if why.startswith(("retracted:", "superseded:")):
+        raise LifecycleError(f"batch {batch_id!r} was {why.split(':')[0]}, not refused by the "
+                             "gate: deliver a corrected version with `shoprec lake replace`")
+    _record(s, dataset, src, "requeued", "back to landing, to be judged again")
+    report = src / "_validation"
+    if report.is_dir():
+        previous = src / "_validation.previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        report.rename(previous)
+    dst = s.zone("landing", dataset) / batch_id
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    src.rename(dst)
+    return Move(batch_id, "requeued", dst, "`shoprec validate` judges it again")
 
 
 def supersede(old: Path, new_arrival: int | None, settings: Settings,

@@ -202,8 +202,8 @@ def test_duplicates_and_unknown_event_types_are_rejected_and_kept(settings: Sett
 
 
 BAD_CSV = {
-    "missing column": (HEADER.replace(",session", "") + "e1,007,A,view,2024-01-01T10:00:00Z,,\n",
-                       "session_id"),
+    "missing column": (HEADER.replace(",type", "") + "e1,007,A,2024-01-01T10:00:00Z,s1,,\n",
+                       "event_type"),
     "unparseable timestamp": (HEADER + "e1,007,A,view,yesterday,s1,,\n", "event_timestamp"),
     "wrong type": (HEADER + "e1,007,A,view,2024-01-01T10:00:00Z,s1,abc,\n", "price"),
     "null key": (HEADER + ",007,A,view,2024-01-01T10:00:00Z,s1,,\n", "event_id"),
@@ -218,8 +218,8 @@ def test_bad_file_is_refused_whole(case: str, settings: Settings, tmp_path: Path
     f = tmp_path / f"bad-{case.replace(' ', '_')}.csv"
     f.write_text(text)
     with pytest.raises(ContractError) as err:
-        # the missing-column file lacks `session`, so session_id is left to a same-named column
-        mapping = MAP[:-1] if case == "missing column" else MAP
+        # the missing-column file lacks `type`, so event_type is left to a same-named column
+        mapping = [m for m in MAP if m != "event_type=type"] if case == "missing column" else MAP
         import_file(f, mapping=parse_mapping(mapping), settings=settings)
     assert f.name in str(err.value) and column in str(err.value)
     assert landing_is_empty(settings)

@@ -7,12 +7,16 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from shoprec.cli import app
 from shoprec.config import Settings
+from shoprec.contract import conform
 from shoprec.lake import list_batches, write_batch
 from shoprec.simulate import simulate
 from shoprec.simulate.faults import FAULTS, inject_files, inject_tables
@@ -26,13 +30,37 @@ EXPECTED = {
     "negative_prices": ("expect_column_values_to_be_between", "price"),
     "duplicate_events": ("expect_column_values_to_be_unique", "event_id"),
     "unknown_items": ("unexpected_rows_expectation", "item_id"),
-    "schema_renamed": ("expect_table_columns_to_match_set", "price"),
-    "schema_missing": ("expect_table_columns_to_match_set", "session_id"),
+    "schema_renamed": ("expect_table_columns_to_match_set", "cost"),  # price: optional
+    "schema_missing": ("expect_table_columns_to_match_set", "item_id"),
     "schema_extra": ("expect_table_columns_to_match_set", "coupon_code"),
     "wrong_dtype": ("expect_column_values_to_be_of_type", "price"),
     "empty_batch": ("expect_table_row_count_to_be_between", None),
     "corrupt_parquet": ("readable_parquet", None),
 }
+
+
+def _subsets(clean: dict[str, pa.Table], days: list[Path]) -> dict[str, dict[str, pa.Table]]:
+    """Deliveries of a part of the contract: one table alone, each with only its required
+    columns (conform fills the optional ones with nulls), and a batch holding no table. The
+    events use only ids the clean `days` brought (the faulty batches hold the others)."""
+    def only(kind: str, *cols: str) -> pa.Table:
+        return conform(clean[kind].select(list(cols)), kind, f"{kind}.parquet")
+
+    events = clean["events"]
+    for kind, key in (("items", "item_id"), ("users", "user_id")):
+        ids = pa.concat_arrays([pq.read_table(d / f"{kind}.parquet")[key].combine_chunks()
+                                for d in days])
+        events = events.filter(pc.is_in(events[key], value_set=ids))
+    bare = events.select(["event_id", "user_id", "item_id", "event_type", "event_timestamp"])
+    return {
+        "subset-items": {"items": only("items", "item_id")},
+        "subset-users": {"users": only("users", "user_id")},
+        "subset-events": {"events": conform(bare, "events", "events.parquet")},
+        # files without their optional columns at all (not through conform)
+        "subset-absent": {"events": bare, "items": clean["items"].select(["item_id"]),
+                          "users": clean["users"].select(["user_id"])},
+        "subset-none": {},
+    }
 
 
 def _checksums(batch: Path) -> dict[str, str]:
@@ -42,7 +70,8 @@ def _checksums(batch: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory):
-    """Two clean days, then one batch per fault (built from day 3's tables), in one run."""
+    """Two clean days, then one batch per fault (built from day 3's tables) and the partial
+    deliveries of `_subsets`, in one run."""
     s = Settings(home=tmp_path_factory.mktemp("faults"))
     simulate("tiny", seed=11, days=3, settings=s)
     third = s.zone("landing") / "2026-01-07"
@@ -53,6 +82,9 @@ def fault_run(tmp_path_factory):
         path = write_batch(f"fault-{fault}", inject_tables(clean, [fault]), settings=s)
         inject_files(path, [fault])
         before[fault] = _checksums(path)
+    days = [s.zone("landing") / d for d in ("2026-01-05", "2026-01-06")]
+    for name, tables in _subsets(clean, days).items():
+        write_batch(name, tables, settings=s)
     results = {r.batch_id: r for r in validate(settings=s)}
     return s, results, before
 
@@ -65,8 +97,51 @@ def test_clean_batches_get_through_beside_bad_ones(fault_run):
     s, results, _ = fault_run
     assert results["2026-01-05"].status == "validated"
     assert results["2026-01-06"].status == "validated"
-    assert [b.name for b in list_batches("validated", settings=s)] == ["2026-01-05", "2026-01-06"]
+    assert [b.name for b in list_batches("validated", settings=s)] == [
+        "2026-01-05", "2026-01-06", "subset-absent", "subset-events", "subset-items",
+        "subset-users"], {
+            b: (r.status, r.reason(), r.note) for b, r in results.items() if "subset" in b}
     assert list_batches("landing", settings=s) == []
+
+
+@pytest.mark.parametrize("batch", ["subset-items", "subset-users", "subset-events"])
+def test_any_one_table_with_only_its_required_columns_is_a_delivery(fault_run, batch):
+    s, results, _ = fault_run
+    r = results[batch]
+    assert r.status == "validated", r.reason()
+    assert r.path == s.zone("validated") / batch and r.profile == "default"
+    kind = batch.removeprefix("subset-")
+    assert list(r.rows) == [kind] and r.rows[kind] > 0
+    # the optional columns are in the file, all null: the gate judged them, not their absence
+    t = pq.read_table(r.path / f"{kind}.parquet")
+    assert t.column_names == pq.read_schema(s.zone("validated") / "2026-01-05" /
+                                            f"{kind}.parquet").names
+    assert all(t[c].null_count == t.num_rows for c in t.column_names[1:] if c not in
+               {"user_id", "item_id", "event_type", "event_timestamp"})
+
+
+def test_optional_columns_may_be_absent_from_a_file(fault_run):
+    s, results, _ = fault_run
+    r = results["subset-absent"]
+    assert r.status == "validated", r.reason()
+    assert pq.read_schema(r.path / "users.parquet").names == ["user_id"]  # kept as delivered
+
+
+def test_a_renamed_optional_column_is_unexpected_and_its_absence_said(fault_run):
+    _, results, _ = fault_run
+    (f,) = [f for f in results["fault-schema_renamed"].failures
+            if f.rule == "expect_table_columns_to_match_set"]
+    assert "unexpected ['cost']" in f.detail and "absent, read as null: ['price']" in f.detail
+
+
+def test_a_batch_without_a_table_is_quarantined_by_name(fault_run):
+    _, results, _ = fault_run
+    r = results["subset-none"]
+    assert r.status == "quarantined"
+    (f,) = r.failures
+    assert (f.table, f.rule, f.column) == ("batch", "batch_has_a_table", None)
+    assert f.line().startswith("batch: batch_has_a_table: ")
+    assert all(n in f.line() for n in ("events.parquet", "items.parquet", "users.parquet"))
 
 
 @pytest.mark.parametrize("fault", sorted(EXPECTED))
@@ -133,8 +208,8 @@ def test_a_broken_validator_moves_nothing(shoprec_home, monkeypatch):
 
     real = suites.add_content
 
-    def broken(suite, kind, v, now):
-        real(suite, kind, v, now)
+    def broken(suite, kind, *args):
+        real(suite, kind, *args)
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="user_id",
                                                                 mostly=0.5, row_condition=None))
         suite.add_expectation(gxe.UnexpectedRowsExpectation(
@@ -147,3 +222,27 @@ def test_a_broken_validator_moves_nothing(shoprec_home, monkeypatch):
         validate(settings=s)
     assert [b.name for b in list_batches("landing", settings=s)] == ["2026-01-05"]
     assert list_batches("quarantine", settings=s) == []
+
+
+def test_sessions_are_derived_only_where_session_id_is_null():
+    """A user's events by (event_timestamp, event_id); a new session at the first event and
+    after a gap of more than the setting (here 30 minutes); a given session_id is kept."""
+    from shoprec.validation.suites import sessions_sql
+
+    rows = [  # event_id, user_id, minute, session_id → expected (derived, s_key, s_n)
+        ("e1", "u1", 0, None, (True, "u1", 1)),
+        ("e2", "u1", 30, None, (True, "u1", 1)),  # exactly the gap: same session
+        ("e3", "u1", 61, None, (True, "u1", 2)),  # more than the gap: a new one
+        ("e4", "u1", 61, None, (True, "u1", 2)),  # a tie, ordered by event_id
+        ("e5", "u2", 5, None, (True, "u2", 1)),  # another user: their own numbering
+        ("e6", "u2", 200, "s-9", (False, "s-9", 0)),  # given: kept
+        ("e7", "u2", 201, None, (True, "u2", 2)),  # the given row still counts as activity
+    ]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE b (event_id VARCHAR, user_id VARCHAR, session_id VARCHAR, "
+                "event_timestamp TIMESTAMPTZ)")
+    con.executemany("INSERT INTO b VALUES (?, ?, ?, TIMESTAMPTZ '2026-01-05 00:00:00+00' + "
+                    "to_minutes(?))", [(e, u, sid, m) for e, u, m, sid, _ in rows])
+    got = dict(((e, (d, k, n)) for e, d, k, n in con.execute(
+        f"SELECT event_id, derived, s_key, s_n FROM ({sessions_sql('b', 30)}) AS s").fetchall()))
+    assert got == {e: want for e, *_, want in rows}

@@ -72,7 +72,7 @@ def _schema_renamed(t: pa.Table) -> pa.Table:
 
 
 def _schema_missing(t: pa.Table) -> pa.Table:
-    return t.drop_columns(["session_id"])
+    return t.drop_columns(["item_id"])  # a required column: an optional one may be absent
 
 
 def _schema_extra(t: pa.Table) -> pa.Table:

@@ -13,10 +13,12 @@ class Failure:
     column: str | None
     detail: str
     structural: bool = False
+    switch: str | None = None  # the profile rule that decides it (funnel, ...); None: contract
 
     def line(self) -> str:
         col = f" column '{self.column}'" if self.column else ""
-        return f"{self.table}.parquet{col}: {self.rule}: {self.detail}"
+        where = "batch" if self.table == "batch" else f"{self.table}.parquet"  # the whole batch
+        return f"{where}{col}: {self.rule}: {self.detail}"
 
 
 def result_failures(table: str, result, fetch: Callable[[str], list],
@@ -66,7 +68,8 @@ def result_failures(table: str, result, fetch: Callable[[str], list],
                 detail += f", expected {bounds}"
             detail += f", e.g. {sample[:5]}"
         fails.append(Failure(table, cfg.type, column, detail,
-                             structural=is_structure_rule(cfg.type, cfg.description)))
+                             structural=is_structure_rule(cfg.type, cfg.description),
+                             switch=(cfg.meta or {}).get("rule")))
     if any(f.structural for f in fails):
         broken = []
     return fails, broken

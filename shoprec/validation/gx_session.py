@@ -46,8 +46,8 @@ class GxSession:
             kwargs={"connect_args": {"config": {"threads": os.cpu_count() or 2}}})
         self.engine = self.ds.get_execution_engine()
         now = dt.datetime.now(dt.UTC)
-        self.suites = {kind: self.context.suites.add(table_suite(kind, settings.validation, now))
-                       for kind in TABLES}
+        self.suites = {kind: self.context.suites.add(table_suite(
+            kind, settings.validation, now, settings.session_gap_minutes)) for kind in TABLES}
         self._n = 0
 
     def sql(self, statement: str) -> list:

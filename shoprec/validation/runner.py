@@ -30,6 +30,7 @@ from shoprec.names import ALLOWED
 from shoprec.validation.failures import Failure
 from shoprec.validation.judge import Verdict, build_known_ids, judge_batches, judge_in_workers
 from shoprec.validation.ledger import append_ledger, read_ledger, reconcile
+from shoprec.validation.profile import add_hints, effective_settings
 from shoprec.validation.redelivered import redelivered_events
 
 
@@ -43,6 +44,7 @@ class BatchResult:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     note: str = ""
+    profile: str = "default"  # the validation profile file that judged it
 
     @property
     def ok(self) -> bool:
@@ -65,8 +67,9 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
     Judging runs in `workers` processes (settings.validation.workers; GX's per-batch overhead
     is Python, so two cores halve it); moving and the ledger stay in this process, in batch order.
     `force` judges again batches whose bytes were judged before (after the rules changed).
+    The dataset's validation profile (profile.py) applies to every batch, in every worker.
     """
-    settings = settings or get_settings()
+    settings, profile = effective_settings(settings or get_settings(), dataset)
     note = on_batch or (lambda _r: None)
     out: list[BatchResult] = []
     if batches is None:
@@ -126,8 +129,10 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
     top = max((position(d) for d in list_batches("validated", dataset=dataset,
                                                  settings=settings)), default=0)
     for v in sorted(verdicts, key=lambda v: _arrival_order(v.batch_dir)):
+        add_hints(v.failures, profile)
         held = {**v.held, **{b: n for b, n in v.needs.items() if b in stopped}}
-        r = _apply(v, settings, dataset, ledger, held, again.get(v.batch_dir.name, 0), top)
+        r = _apply(v, settings, dataset, ledger, held, again.get(v.batch_dir.name, 0), top,
+                   profile.label)
         if r.status in {"quarantined", "waiting"}:
             stopped.add(r.batch_id)
         elif r.status == "validated":
@@ -151,9 +156,10 @@ def _held_line(held: dict[str, int]) -> str:
 
 def _apply(v: Verdict, settings: Settings, dataset: str | None,
            ledger: dict[str, dict], held: dict[str, int], redelivered: int = 0,
-           top: int = 0) -> BatchResult:
+           top: int = 0, profile: str = "default") -> BatchResult:
     """Move the batch whole to its zone (or leave it waiting), write the quarantine report,
-    record the verdict. `held`: batches this one needs that did not pass."""
+    record the verdict. `held`: batches this one needs that did not pass; `profile`: the
+    validation profile that judged it (recorded with the verdict)."""
     batch_id = v.batch_dir.name
     failures = list(v.failures)
     old = settings.zone("validated", dataset) / batch_id
@@ -174,13 +180,13 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
         elif policy == "warn":
             note = f"warning: {_held_line(held)}"
         else:
-            return _wait(v, settings, dataset, held)
+            return _wait(v, settings, dataset, held, profile)
     if redelivered:
         note = "; ".join(filter(None, [note, f"{redelivered:,} event_ids already delivered by "
                                              f"earlier batches (the first arrival counts)"]))
     status = "quarantined" if failures else "validated"
     result = BatchResult(batch_id, status, v.content_hash, v.batch_dir, failures, v.rows,
-                         v.seconds, note=note)
+                         v.seconds, note=note, profile=profile)
     zone = "quarantine" if failures else "validated"
     if failures:  # the report first, the move last: a killed run leaves old or whole new state
         _write_report(v.batch_dir, result, v.gx_results, v.docs)
@@ -202,22 +208,22 @@ def _apply(v: Verdict, settings: Settings, dataset: str | None,
     rec = {"batch_id": batch_id, "content_hash": v.content_hash, "status": status,
            "path": str(result.path), "at": dt.datetime.now(dt.UTC).isoformat(),
            "reason": result.reason() or result.note, "redelivered": redelivered,
-           "arrival": delivery(result.path).get("arrival")}
+           "arrival": delivery(result.path).get("arrival"), "profile": profile}
     append_ledger(settings, dataset, rec)
     ledger[v.content_hash] = rec
     return result
 
 
 def _wait(v: Verdict, settings: Settings, dataset: str | None,
-          held: dict[str, int]) -> BatchResult:
+          held: dict[str, int], profile: str = "default") -> BatchResult:
     """Leave the batch in landing: judged again on every run, it goes through once the batch it
     needs is re-delivered fixed. Recorded in the ledger, which does not treat it as final."""
     result = BatchResult(v.batch_dir.name, "waiting", v.content_hash, v.batch_dir, [], v.rows,
-                         v.seconds, note=f"waits: {_held_line(held)}")
+                         v.seconds, note=f"waits: {_held_line(held)}", profile=profile)
     append_ledger(settings, dataset, {
         "batch_id": result.batch_id, "content_hash": v.content_hash, "status": "waiting",
         "path": str(v.batch_dir), "at": dt.datetime.now(dt.UTC).isoformat(),
-        "reason": result.note, "waits_for": sorted(held)})
+        "reason": result.note, "waits_for": sorted(held), "profile": profile})
     return result
 
 
@@ -237,7 +243,8 @@ def _write_report(dst: Path, result: BatchResult, gx_results: dict, docs: Path |
         (tmp / "reason.txt").write_text(result.reason() + "\n")
         (tmp / "result.json").write_text(json.dumps(
             {"batch": result.batch_id, "content_hash": result.content_hash,
-             "failures": [asdict(f) for f in result.failures], "gx": gx_results}, indent=1,
+             "profile": result.profile, "failures": [asdict(f) for f in result.failures],
+             "gx": gx_results}, indent=1,
             default=str))
         if docs is not None:
             (tmp / "data_docs.txt").write_text(f"{docs.as_uri()}\n")
