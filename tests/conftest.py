@@ -66,3 +66,63 @@ def copy_published_warehouse(src: Settings, dst: Settings, dataset: str = "shop"
 
     shutil.copytree(src.warehouse_snapshots(), dst.warehouse_snapshots())
     dst.analytics_snapshot(dataset).symlink_to(os.readlink(src.analytics_snapshot(dataset)))
+
+
+# ----------------------------------------------- bring your own data: only what the contract needs
+
+BYOD_DAY = "2026-01-05"
+
+
+def nullable(kind: str):
+    """The contract schema of `kind` with every column nullable: what a shop may leave empty."""
+    import pyarrow as pa
+
+    from shoprec.contract import SCHEMAS
+
+    return pa.schema([f.with_nullable(True) for f in SCHEMAS[kind]])
+
+
+def byod_tables() -> dict:
+    """A shop's export with nothing optional: events without session_id, price or quantity
+    (u1's 29-minute gap stays in one session, the 31-minute one starts another); a catalogue
+    of ids only; no users at all."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    day = dt.datetime.fromisoformat(f"{BYOD_DAY}T00:00:00+00:00")
+
+    def at(hh: int, mm: int) -> dt.datetime:
+        return day + dt.timedelta(hours=hh, minutes=mm)
+
+    events = [("e1", "u1", "i1", "view", at(10, 0)), ("e2", "u1", "i1", "purchase", at(10, 29)),
+              ("e3", "u1", "i2", "view", at(11, 0)), ("e4", "u1", "i2", "purchase", at(11, 5)),
+              ("e5", "u2", "i3", "view", at(10, 0)), ("e6", "u2", "i3", "purchase", at(10, 1)),
+              ("e7", "u3", "i1", "view", at(12, 0))]
+    keys = ("event_id", "user_id", "item_id", "event_type", "event_timestamp")
+    return {
+        "events": pa.Table.from_pylist([dict(zip(keys, e, strict=True)) for e in events],
+                                       schema=nullable("events")),
+        "items": pa.Table.from_pylist([{"item_id": i} for i in ("i1", "i2", "i3")],
+                                      schema=nullable("items")),
+    }
+
+
+@pytest.fixture(scope="session")
+def byod_shop(tmp_path_factory: pytest.TempPathFactory):
+    """That export, written straight into the validated zone and built by dbt twice: first the
+    events alone (no catalogue, no users: `events_only` is that build's published snapshot, kept
+    on disk), then with the catalogue batch too. Read-only for tests."""
+    from types import SimpleNamespace
+
+    from shoprec.lake import write_batch
+    from shoprec.transform import transform
+
+    s = Settings(home=tmp_path_factory.mktemp("byod"))
+    tables = byod_tables()
+    write_batch(BYOD_DAY, {"events": tables["events"]}, zone="validated", settings=s)
+    first = transform(settings=s)
+    events_only = s.analytics_snapshot().resolve()
+    write_batch("catalogue", {"items": tables["items"]}, zone="validated", settings=s)
+    second = transform(settings=s)
+    return SimpleNamespace(settings=s, reports=(first, second), events_only=events_only)

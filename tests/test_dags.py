@@ -79,7 +79,7 @@ def test_dbt_renders_one_task_per_model_with_its_tests(dagbag):
     for model in DBT_MODELS:  # every model of the project has data tests
         assert dag.get_task(f"dbt.{model}.test").upstream_task_ids == {f"dbt.{model}.run"}
     # a test over two models waits for both (fct_events → dim_users)
-    rel = dag.get_task("dbt.relationships_fct_events_user_id__user_id__ref_dim_users__test")
+    rel = dag.get_task("dbt.fct_events_user_id_in_users_export_test")
     assert rel.upstream_task_ids == {"dbt.fct_events.test", "dbt.dim_users.test"}
     assert dag.get_task("dbt.stg_shop__deliveries.run").upstream_task_ids == {"validate_landing"}
     # events are deduplicated by arrival: the deliveries' lineage is built and tested first
@@ -103,6 +103,10 @@ def test_dbt_tasks_get_an_absolute_home_and_the_runs_dataset(dagbag, shoprec_hom
     assert task.env["SHOPREC_HOME"] == str(shoprec_home.resolve())
     assert task.env["SHOPREC_DATASET"] == "acme"
     assert (shoprec_home / "warehouse").is_dir()  # DuckDB does not create it
+    # a table no delivery brought yet reads as empty, as under `shoprec transform`
+    stubs = Settings(home=shoprec_home).contract_stubs("acme")
+    assert sorted(f.name for f in stubs.iterdir()) == [
+        "events.parquet", "items.parquet", "users.parquet"]
 
 
 def _run(dagbag, **params):

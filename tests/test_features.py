@@ -401,3 +401,41 @@ def test_project_names_are_distinct_per_dataset_and_feast_safe():
     assert len(projects) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_]+", p) for p in projects)
     assert project_name(Settings(feast=FeastSettings(project="mine")), "a-b") == "mine"
+
+
+# ------------------------------------- bring your own data (issue 17): only what the contract needs
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_own_data_without_prices_or_users_materializes_and_reads_back_none(byod_shop, tmp_path,
+                                                                           backend):
+    s = Settings(home=tmp_path, feast=FeastSettings(
+        online_store=backend, project=f"t_byod_{backend}_{uuid.uuid4().hex[:8]}"))
+    copy_published_warehouse(byod_shop.settings, s)
+    try:
+        _check_own_data_online(s)
+    finally:
+        teardown(s)
+
+
+def _check_own_data_online(s: Settings) -> None:
+    report = materialize(settings=s)
+    assert all(w is not None for w in report.windows.values()), report.summary()
+    store = get_store(s)
+    items = store.get_online_features(
+        features=[f"{ITEM_DAILY}:{f}" for f in ("price", "category", "brand", "age_days",
+                                                 "views_1d")],
+        entity_rows=[{"item_id": i} for i in ("i1", "i2", "i3")]).to_dict()
+    assert items["views_1d"] == [2, 1, 1]
+    for f in ("price", "category", "brand", "age_days"):
+        assert items[f] == [None, None, None], f
+    users = store.get_online_features(
+        features=[f"{USER_DAILY}:{f}" for f in ("purchases_30d", "spend_30d",
+                                                 "mean_price_paid_30d", "top_category_30d")],
+        entity_rows=[{"user_id": u} for u in ("u1", "u2", "u3")]).to_dict()
+    assert users["purchases_30d"] == [2, 1, 0]
+    assert users["spend_30d"] == [None, None, 0.0]  # unknown, unknown, none bought
+    assert users["mean_price_paid_30d"] == [None, None, None]
+    assert users["top_category_30d"] == ["unknown"] * 3
+    seq = store.get_online_features(features=[f"{USER_SEQUENCE}:recent_item_ids"],
+                                    entity_rows=[{"user_id": "u1"}]).to_dict()
+    assert seq["recent_item_ids"] == [["i1", "i1", "i2", "i2"]]

@@ -36,13 +36,17 @@ def prepare_dbt_task(context) -> None:
 
     dbt reads its locations from the environment (profiles.yml, sources). The operator's `env` is
     filled here rather than at parse time: the home is the worker's (absolute) and the dataset
-    the run's `dataset` param. DuckDB will not create the warehouse's folder.
+    the run's `dataset` param. DuckDB will not create the warehouse's folder. The contract stubs
+    are written as `shoprec transform` writes them (a no-op when they are already there), so a
+    table no delivery brought yet reads as empty here too.
     """
     from shoprec.config import get_settings
+    from shoprec.transform.stubs import write_contract_stubs
 
     s = get_settings()
     dataset = (context.get("params") or {}).get("dataset") or s.dataset
     s.warehouse(dataset).parent.mkdir(parents=True, exist_ok=True)
+    write_contract_stubs(s, dataset)
     task = context["task"]
     task.env = {**(task.env or {}), **s.tool_env(dataset)}
 

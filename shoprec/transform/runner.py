@@ -48,12 +48,16 @@ def _env(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_dbt(args: list[str], *, settings: Settings | None = None, dataset: str | None = None):
-    """Invoke dbt in-process on our project; returns dbt's result object, raises DbtError."""
+    """Invoke dbt in-process on our project; returns dbt's result object, raises DbtError.
+    The contract stubs are written first: every source then has a file to read."""
     from dbt.cli.main import dbtRunner
+
+    from shoprec.transform.stubs import write_contract_stubs
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
     s.warehouse(dataset).parent.mkdir(parents=True, exist_ok=True)
+    write_contract_stubs(s, dataset)
     full = [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
             "--target-path", str(s.dbt_target(dataset)), "--log-path", str(s.dbt_logs(dataset))]
     with _env({**s.tool_env(dataset), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}):

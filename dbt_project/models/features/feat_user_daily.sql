@@ -1,6 +1,8 @@
 {{ config(unique_key=['user_id', 'feature_date']) }}
 -- Per user per active day: activity counts over 1/7/30 days, recency, top category, spend.
 -- Windows are calendar windows ending on feature_date (7d = feature_date-6 .. feature_date).
+-- Spend and mean price paid count the purchases with a known price only; unknown (NULL) when
+-- every purchase of the window lacks a price.
 
 with events as (
     select user_id, event_type, event_date, event_timestamp, price, quantity, category
@@ -16,8 +18,11 @@ daily as (
         count(*) filter (where event_type = 'click') as clicks,
         count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
         count(*) filter (where event_type = 'purchase') as purchases,
-        coalesce(sum({{ money('price * quantity') }}) filter (where event_type = 'purchase'), 0) as spend,
-        coalesce(sum(quantity) filter (where event_type = 'purchase'), 0) as units,
+        -- NULL when the day's purchases all lack a price (unknown, not 0)
+        sum({{ money('price * quantity') }}) filter (where event_type = 'purchase') as spend,
+        -- units with a known price: the denominator of the mean price paid
+        coalesce(sum(quantity) filter (where event_type = 'purchase' and price is not null), 0)
+            as units,
         max(event_timestamp) as last_event_at
     from events
     group by user_id, event_date
@@ -39,7 +44,10 @@ windowed as (
         purchases as purchases_1d,
         sum(purchases) over w7 as purchases_7d,
         sum(purchases) over w30 as purchases_30d,
-        cast(sum(spend) over w30 as double) as spend_30d,
+        -- the purchases with a known price; NULL when the window's purchases all lack one, 0
+        -- when it has none
+        cast(case when sum(purchases) over w30 = 0 then 0 else sum(spend) over w30 end
+             as double) as spend_30d,
         cast(round(sum(spend) over w30 / nullif(sum(units) over w30, 0), 4) as double)
             as mean_price_paid_30d,
         feature_date - lag(feature_date) over (partition by user_id order by feature_date)

@@ -1,7 +1,9 @@
-{{ config(materialized='incremental', incremental_strategy='append') }}
+{{ config(materialized='incremental', incremental_strategy='append',
+          on_schema_change='append_new_columns') }}
 -- Events with their item's category/brand, built once so every downstream model reads a table
--- instead of re-running staging's dedup window. Incremental by batch: a run appends only the
--- batches it has not seen.
+-- instead of re-running staging's dedup and session windows. Incremental by batch: a run appends
+-- only the batches it has not seen. Items missing from the catalogue, or delivered without a
+-- category or brand, read 'unknown'.
 
 with events as (
     select * from {{ ref('stg_shop__events') }}
@@ -22,6 +24,7 @@ select
     e.event_timestamp,
     e.event_date,
     e.session_id,
+    e.session_id_source,
     e.price,
     e.quantity,
     coalesce(i.category, 'unknown') as category,

@@ -1,6 +1,11 @@
--- One row per session: its span, funnel counts and whether it converted.
+-- One row per session (delivered or derived in staging): its span, funnel counts, revenue and
+-- whether it converted. Revenue sums the purchases with a known price: NULL when the session
+-- bought only lines without a price, 0 when it bought nothing.
 select
     session_id,
+    -- grouped with the id: a delivered id equal to a derived one fails the unique test (rows
+    -- appended before the column existed all had delivered ids)
+    coalesce(session_id_source, 'delivered') as session_id_source,
     any_value(user_id) as user_id,
     min(event_timestamp) as started_at,
     max(event_timestamp) as ended_at,
@@ -11,7 +16,8 @@ select
     count(*) filter (where event_type = 'click') as n_clicks,
     count(*) filter (where event_type = 'add_to_cart') as n_add_to_carts,
     count(*) filter (where event_type = 'purchase') as n_purchases,
-    coalesce(sum({{ money('price * quantity') }}) filter (where event_type = 'purchase'), 0) as revenue,
+    {{ purchase_revenue() }} as revenue,
+    {{ unpriced_purchases() }} as n_unpriced_purchases,
     count(*) filter (where event_type = 'purchase') > 0 as converted
 from {{ ref('int_events_enriched') }}
-group by session_id
+group by session_id, coalesce(session_id_source, 'delivered')

@@ -1,4 +1,5 @@
--- The catalogue with lifetime engagement, for analysts and as the item features' base.
+-- Every item with lifetime engagement, for analysts and training: the catalogue's items and the
+-- items seen only in events (a shop may never send a catalogue; their attributes are NULL).
 with engagement as (
     select
         item_id,
@@ -11,7 +12,8 @@ with engagement as (
 )
 
 select
-    i.item_id,
+    item_id,
+    i.item_id is not null as in_catalogue,
     i.title,
     i.category,
     i.brand,
@@ -22,4 +24,4 @@ select
     e.first_event_at,
     e.last_event_at
 from {{ ref('stg_shop__items') }} as i
-left join engagement as e using (item_id)
+full outer join engagement as e using (item_id)

@@ -1,4 +1,5 @@
--- One row per purchased order line.
+-- One row per purchased order line. A line delivered without a price has unit_price and revenue
+-- NULL (unknown), never 0.
 select
     event_id as order_line_id,
     session_id,
