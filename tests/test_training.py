@@ -368,6 +368,7 @@ def test_sessions_are_derived_where_the_warehouse_has_no_session_id(built_shop, 
     assert not (x.session_starts() & ~gap).any()  # a session starts after a gap only
 
 
+@pytest.mark.slow  # the README's worked example (tests/test_byod.py) trains on sessions too
 def test_session_protocol_trains_and_evaluates_the_model_and_the_baselines(built_shop, tmp_path):
     """Each user's last session is the test: the model and every baseline have metrics, and
     the export re-evaluates to the same figures on the run's sessions."""
