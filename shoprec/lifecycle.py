@@ -24,7 +24,7 @@ from shoprec.lake import (
     find_batch,
     iter_files,
 )
-from shoprec.names import check_name
+from shoprec.names import check_name, inside
 from shoprec.validation.ledger import append_ledger
 
 STAGES = ("dbt", "feast")  # what a rebuild marker asks to rebuild
@@ -127,17 +127,23 @@ def requeue(batch_id: str, *, dataset: str | None = None,
     kept beside it as `_validation.previous`; the ledger records the move first, so a re-run
     of `validate` judges the same bytes again instead of calling them already quarantined."""
     s = settings or get_settings()
-    where = find_batch(check_name(batch_id, "batch"), dataset=dataset, settings=s)
-    src = s.zone("quarantine", dataset) / batch_id
-    if where is None or where[0] != "quarantine":
+    check_name(batch_id, "batch")
+    src = _latest_refused(s, dataset, batch_id)
+    if src is None:
+        where = find_batch(batch_id, dataset=dataset, settings=s)
         zone = where[0] if where else "no zone"
-        raise LifecycleError(f"batch {batch_id!r} is not in quarantine (found in {zone}); only "
-                             "a quarantined batch can be judged again")
-    reason = src / "_validation" / "reason.txt"
-    why = reason.read_text().strip() if reason.is_file() else ""
-    if why.startswith(("retracted:", "superseded:")):
-        raise LifecycleError(f"batch {batch_id!r} was {why.split(':')[0]}, not refused by the "
-                             "gate: deliver a corrected version with `shoprec lake replace`")
+        raise LifecycleError(f"no version of batch {batch_id!r} refused by the gate is in "
+                             f"quarantine (found in {zone}); only such a batch can be judged "
+                             "again (a retracted or superseded one is corrected with "
+                             "`shoprec lake replace`)")
+    newer = s.zone("validated", dataset) / batch_id
+    if newer.is_dir() and (delivery(newer).get("arrival") or 0) > (delivery(src).get("arrival")
+                                                                   or 0):
+        raise LifecycleError(f"batch {batch_id!r}: a newer version is validated; the refused "
+                             f"one ({src.name}) is out of date")
+    if (s.zone("landing", dataset) / batch_id).exists():
+        raise LifecycleError(f"a version of batch {batch_id!r} is already waiting in landing: "
+                             "run `shoprec validate`")
     _record(s, dataset, src, "requeued", "back to landing, to be judged again")
     report = src / "_validation"
     if report.is_dir():
@@ -147,7 +153,25 @@ def requeue(batch_id: str, *, dataset: str | None = None,
     dst = s.zone("landing", dataset) / batch_id
     dst.parent.mkdir(parents=True, exist_ok=True)
     src.rename(dst)
-    return Move(batch_id, "requeued", dst, "`shoprec validate` judges it again")
+    return Move(batch_id, "requeued", dst, f"from {src.name}; `shoprec validate` judges it again")
+
+
+def _latest_refused(s: Settings, dataset: str | None, batch_id: str) -> Path | None:
+    """The newest-arriving version of `batch_id` that the gate quarantined: it may sit there as
+    `<id>~<suffix>` when an older version held the plain name."""
+    zone = s.zone("quarantine", dataset)
+    if not zone.is_dir():
+        return None
+    found = []
+    for d in zone.iterdir():
+        if not d.is_dir() or d.name.split("~")[0] != batch_id:
+            continue
+        reason = d / "_validation" / "reason.txt"
+        why = reason.read_text() if reason.is_file() else ""
+        if not why.startswith(("retracted:", "superseded:")):
+            inside(d, zone)
+            found.append((delivery(d).get("arrival") or 0, d.name, d))
+    return max(found)[2] if found else None
 
 
 def supersede(old: Path, new_arrival: int | None, settings: Settings,

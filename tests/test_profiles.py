@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401  (pa.parquet)
 import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -216,19 +217,26 @@ def test_cli_set_changes_keys_and_keeps_the_rest(shoprec_home):
 
 
 def test_a_quarantined_batch_is_judged_again_after_the_profile_changed(shoprec_home):
-    """The hint's two commands, as a user runs them: the batch passes without being re-sent."""
+    """The hint's two commands, as a user runs them: the batch passes without being re-sent;
+    the newest refused version is the one judged again, even when an older one holds the name."""
+    from shoprec.lifecycle import land_tables
+
     s = Settings(home=shoprec_home)
     write_batch("orders", _purchases("o"), settings=s)
     assert validate(settings=s, workers=1)[0].status == "quarantined"
+    land_tables("orders", _purchases("v2-"), settings=s)  # a second version, refused too
+    second = validate(settings=s, workers=1)[0]
+    assert second.status == "quarantined" and second.path.name.startswith("orders~")
     runner = CliRunner()
     for args in (["data", "profile", "--set", "rules.funnel=false", "--set",
                   "rules.duplicates=false"], ["lake", "requeue", "orders"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0, res.output
+    assert f"from {second.path.name}" in " ".join(res.output.split())
     assert (s.zone("landing") / "orders" / "_validation.previous" / "reason.txt").is_file()
     again = validate(settings=s, workers=1)[0]
     assert again.status == "validated", again.reason()
-    assert [r["status"] for r in history(s, None, "orders")] == [
-        "quarantined", "requeued", "validated"]
-    res = runner.invoke(app, ["lake", "requeue", "orders"])
-    assert res.exit_code != 0 and "not in quarantine (found in validated)" in str(res.exception)
+    assert "v2-0" in pa.parquet.read_table(again.path / "events.parquet")["event_id"].to_pylist()
+    assert [r["status"] for r in history(s, None, "orders")][-2:] == ["requeued", "validated"]
+    res = runner.invoke(app, ["lake", "requeue", "orders"])  # the first version: out of date
+    assert res.exit_code != 0 and "a newer version is validated" in str(res.exception)

@@ -48,8 +48,10 @@ CONTRACT_RULES: tuple[str, ...] = ("columns", "row_count", "types", "required", 
 """Rules every batch obeys whatever its profile: the contract dbt's models and tests rely on."""
 LEADS: dict[str, str] = {
     "funnel": "a log without views?", "duplicates": "a log that repeats events?",
-    "unknown_items": "a catalogue that is never delivered?",
-    "unknown_users": "a customer list that is never delivered?",
+    "unknown_items": "the catalogue rows come later? `shoprec lake requeue` this batch once "
+                     "they are validated; a catalogue that lacks them for good?",
+    "unknown_users": "the customer rows come later? `shoprec lake requeue` this batch once "
+                     "they are validated; a customer list that lacks them for good?",
     "price_range": "prices in another unit?", "quantity_range": "quantities in another unit?",
     "time_range": "an old history or a skewed clock?",
 }
