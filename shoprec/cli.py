@@ -77,6 +77,9 @@ def import_file_cmd(
     mapping: list[str] = typer.Option(
         [], "--map", help="contract_column=source_column, repeatable."),
     event_type: str = typer.Option(None, help="Constant event type for every row (events)."),
+    event_map: list[str] = typer.Option(
+        [], "--event-map", help="SOURCE=TYPE: the shop's event name → view, click, "
+        "add_to_cart or purchase, repeatable (e.g. pageview=view)."),
     batch_id: str = typer.Option(None, help="Batch name (default: derived from the file)."),
     time_unit: str = typer.Option(None, help="Unit of numeric epoch timestamps: s, ms, us or "
                                   "ns (default: detected from their magnitude)."),
@@ -86,11 +89,12 @@ def import_file_cmd(
                                  "else cp1252/latin-1, said in the report)."),
 ) -> None:
     """A CSV/Parquet file with a column mapping into the contract."""
-    from shoprec.importers.tabular import import_file, parse_mapping
+    from shoprec.importers.tabular import import_file, parse_event_map, parse_mapping
 
     report = import_file(path, kind=kind, mapping=parse_mapping(mapping), event_type=event_type,
                          dataset=dataset, batch_id=batch_id, settings=get_settings(),
-                         time_unit=time_unit, delimiter=delimiter, encoding=encoding)
+                         time_unit=time_unit, delimiter=delimiter, encoding=encoding,
+                         event_map=parse_event_map(event_map))
     console.print(f"[green]imported[/] {report.summary()}")
 
 
@@ -106,6 +110,9 @@ def import_dir_cmd(
         [], "--kind", help="FILE=kind for a file not named events/items/users "
         "(e.g. orders.csv=events), repeatable."),
     event_type: str = typer.Option(None, help="Constant event type for every event row."),
+    event_map: list[str] = typer.Option(
+        [], "--event-map", help="SOURCE=TYPE: the shop's event name → view, click, "
+        "add_to_cart or purchase, repeatable."),
     batch_id: str = typer.Option(None, help="Batch name (default: derived from the files)."),
     time_unit: str = typer.Option(None, help="Unit of numeric epoch timestamps: s, ms, us or "
                                   "ns (default: detected from their magnitude)."),
@@ -114,12 +121,17 @@ def import_dir_cmd(
                                  "cp1252/latin-1)."),
 ) -> None:
     """Every table of one delivery folder as ONE landing batch (all files checked first)."""
-    from shoprec.importers.tabular import import_dir, parse_kinds, parse_mappings
+    from shoprec.importers.tabular import (
+        import_dir,
+        parse_event_map,
+        parse_kinds,
+        parse_mappings,
+    )
 
     report = import_dir(folder, mappings=parse_mappings(mapping), kinds=parse_kinds(kind_of),
                         event_type=event_type, dataset=dataset, batch_id=batch_id,
                         settings=get_settings(), time_unit=time_unit, delimiter=delimiter,
-                        encoding=encoding)
+                        encoding=encoding, event_map=parse_event_map(event_map))
     console.print(f"[green]imported[/] {report.summary()}")
 
 

@@ -178,6 +178,9 @@ def _to_timestamp(col: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_timestamp(t):
         if t.tz is None:
             col = pc.assume_timezone(col, "UTC")
+        if t.unit == "ns":  # pandas' default: sub-microsecond digits are dropped (floor), as
+            # for ISO strings; nothing in the contract resolves finer than a microsecond
+            return pc.cast(pc.floor_temporal(col, unit="microsecond"), TS)
         return pc.cast(col, TS)
     if pa.types.is_date(t):
         return pc.assume_timezone(pc.cast(col, pa.timestamp("us")), "UTC")

@@ -268,7 +268,7 @@ def test_constant_event_type_and_rejected_inputs(settings: Settings, tmp_path: P
         import_file(f, mapping={"rating": "x"}, settings=settings)
     other = tmp_path / "orders.json"
     other.write_text("{}")
-    with pytest.raises(ValueError, match=r"orders\.json.*\.csv or \.parquet"):
+    with pytest.raises(ValueError, match=r"orders\.json.*\.csv, \.tsv or \.parquet"):
         import_file(other, settings=settings)
 
 
@@ -594,3 +594,52 @@ def test_cli_import_dir_one_line_errors(shoprec_home: Path, tmp_path: Path,
                                    "purchase"], terminal_width=300)
     assert res.exit_code == 0, res.output
     assert "events 2 imported" in res.output and "delimiter ';' (detected)" in res.output
+
+
+# ------------------------------------------------------------ what a new user's export brought
+
+def test_a_list_of_ids_is_a_catalogue(settings: Settings, tmp_path: Path) -> None:
+    f = tmp_path / "skus.csv"
+    f.write_text("sku\ni1\ni2\n")
+    report = import_file(f, kind="items", mapping={"item_id": "sku", "title": "sku"},
+                         settings=settings)  # one source column feeds two contract columns
+    items = read(report.path, "items")
+    assert items["item_id"].to_pylist() == items["title"].to_pylist() == ["i1", "i2"]
+    with pytest.raises(ContractError, match="only one column found"):  # events need several
+        import_file(f, kind="events", settings=settings)
+
+
+def test_event_names_are_mapped_and_rejections_explained(settings: Settings,
+                                                        tmp_path: Path) -> None:
+    f = tmp_path / "clicks.csv"
+    f.write_text("event_id,user_id,item_id,event_type,event_timestamp\n"
+                 + "".join(f"e{n},u1,i1,{t},2026-01-01T10:00:0{n}Z\n"
+                           for n, t in enumerate(["pageview", "pageview", "basket", "order",
+                                                  "wishlist", "view"])))
+    report = import_file(f, event_map={"pageview": "view", "basket": "add_to_cart"},
+                         settings=settings)
+    assert report.imported == {"events": 4} and report.rejected == {"events": 2}
+    assert read(report.path, "events")["event_type"].to_pylist() == [
+        "view", "view", "add_to_cart", "view"]
+    text = report.summary()
+    assert "2 event_type not in" in text and "'order' 1, 'wishlist' 1" in text
+    assert "--event-map order=view|click|add_to_cart|purchase" in text
+    with pytest.raises(ContractError, match=r"--event-map maps to \['sale'\]"):
+        import_file(f, event_map={"order": "sale"}, settings=settings)
+
+
+def test_nanosecond_parquet_timestamps_are_floored(settings: Settings, tmp_path: Path) -> None:
+    import pandas as pd
+
+    f = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": ["a"], "created_at": pa.array(
+        pd.to_datetime(["2024-01-01T00:00:00.123456789Z"]))}), f)
+    report = import_file(f, kind="items", settings=settings)
+    assert read(report.path, "items")["created_at"][0].as_py() == dt.datetime(
+        2024, 1, 1, 0, 0, 0, 123456, tzinfo=dt.UTC)
+
+
+def test_a_folder_given_to_import_file_points_at_import_dir(settings: Settings,
+                                                           tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="shoprec data import dir"):
+        import_file(tmp_path, settings=settings)

@@ -54,7 +54,7 @@ from shoprec.lake import iter_files, write_parquet
 from shoprec.lifecycle import land_tables
 from shoprec.names import check_name
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 DELIMITERS = (",", ";", "\t", "|")  # tried in this order; a tie goes to the first
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")  # for a file that is not utf-8; latin-1 never fails
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -87,6 +87,18 @@ def parse_mappings(pairs: list[str]) -> dict[str, dict[str, str]]:
                                 "several tables, so name the table: kind.contract_column="
                                 "source_column, e.g. items.price=unit_cost")
         out.setdefault(kind, {}).update(parse_mapping([rest]))
+    return out
+
+
+def parse_event_map(pairs: list[str]) -> dict[str, str]:
+    """`["pageview=view", ...]` → `{"pageview": "view"}` (targets checked at import)."""
+    out = {}
+    for pair in pairs:
+        src, sep, target = (p.strip() for p in pair.rpartition("="))
+        if not sep or not src or not target:
+            raise ContractError("--event-map", "event_type", f"bad --event-map {pair!r}: "
+                                "expected SOURCE=TYPE, e.g. pageview=view")
+        out[src] = target
     return out
 
 
@@ -139,6 +151,7 @@ def import_file(
     time_unit: str | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    event_map: dict[str, str] | None = None,
 ) -> ImportReport:
     """Import one CSV/Parquet file as the `kind` table of a landing batch (see module doc).
     Under the `batch_id` of a delivery still in landing that lacks this table, the table joins
@@ -149,7 +162,7 @@ def import_file(
         check_name(batch_id, "batch")
     dataset = settings.dataset if dataset is None else check_name(dataset, "dataset")
     prepared = _prepare(path, kind, dict(mapping or {}), event_type, time_unit, delimiter,
-                        encoding)
+                        encoding, event_map)
     return _land(dataset, batch_id or default_batch_id(path), [prepared], str(path), settings)
 
 
@@ -164,6 +177,7 @@ def import_dir(
     time_unit: str | None = None,
     delimiter: str | None = None,
     encoding: str | None = None,
+    event_map: dict[str, str] | None = None,
 ) -> ImportReport:
     """Import a delivery folder as ONE landing batch: every file is a table named by its stem
     (events.csv, items.parquet, users.csv ...) or by `kinds` (file name → kind). Every file is
@@ -179,7 +193,8 @@ def import_dir(
         raise ContractError(str(directory), None, f"--map names kind(s) {unknown} but the "
                             f"folder holds {sorted(files.values())}")
     prepared = [_prepare(f, k, mappings.get(k, {}), event_type if k == "events" else None,
-                         time_unit, delimiter, encoding) for f, k in files.items()]
+                         time_unit, delimiter, encoding, event_map if k == "events" else None)
+                for f, k in files.items()]
     return _land(dataset, batch_id or default_batch_id(*files), prepared, str(directory),
                  settings)
 
@@ -214,14 +229,16 @@ def _delivery_files(directory: Path, kinds: dict[str, str]) -> dict[Path, str]:
 
 
 def _prepare(path: Path, kind: str, mapping: dict[str, str], event_type: str | None,
-             time_unit: str | None, delimiter: str | None, encoding: str | None) -> _Prepared:
+             time_unit: str | None, delimiter: str | None, encoding: str | None,
+             event_map: dict[str, str] | None = None) -> _Prepared:
     """Read, map and conform one file; split off the rows a row rule rejects."""
     _check_options(path, kind, mapping, event_type, time_unit, delimiter, encoding)
+    _check_event_map(str(path), kind, event_map or {})
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     source = str(path)
     raw, notes = _read(path, FORMATS[path.suffix.lower()], kind, _delimiter_char(delimiter),
-                       encoding)
+                       encoding, set(mapping.values()))
     dropped = _dropped(raw.column_names, mapping, kind, event_type)
     table = _rename(raw, mapping, source)
     if event_type is not None:
@@ -229,6 +246,8 @@ def _prepare(path: Path, kind: str, mapping: dict[str, str], event_type: str | N
         if "event_type" in table.column_names:
             table = table.drop_columns(["event_type"])
         table = table.append_column("event_type", const)
+    if event_map and "event_type" in table.column_names:
+        table = _map_event_types(table, event_map)
     prepared = _prepare_text(table, kind)
     try:
         table = conform(prepared, kind, source, time_unit=time_unit)
@@ -249,11 +268,53 @@ def _prepare(path: Path, kind: str, mapping: dict[str, str], event_type: str | N
         rows = pa.array(range(table.num_rows), pa.int64()).filter(bad)
         rejects = (table.filter(bad).append_column("reject_reason", reason.filter(bad))
                    .append_column("source_row", rows))
+    why = _rejections(table, reason)
     if kept.num_rows == 0:
         # only unknown event types can reject every row (the first of repeated keys is kept)
         raise ContractError(source, "event_type", f"all {table.num_rows} rows were rejected: "
-                            f"{reason[0].as_py()}", sample_row(table, 0))
+                            f"{why}", sample_row(table, 0))
+    if why:
+        notes.append(f"{kind} rows rejected: {why}")
     return _Prepared(kind, kept, table.num_rows - kept.num_rows, rejects, dropped, units, notes)
+
+
+def _rejections(table: pa.Table, reason: pa.Array) -> str:
+    """Why rows were rejected, with counts, and the most common unknown event types: a file
+    whose events are named otherwise must not pass as 'imported' with most rows set aside."""
+    import pandas as pd
+
+    r = pd.Series(reason.to_pandas())
+    if r.notna().sum() == 0:
+        return ""
+    parts = [f"{n:,} {why}" for why, n in r.value_counts().items()]
+    if "event_type" in table.column_names:
+        bad = r.str.startswith("event_type", na=False).to_numpy()
+        if bad.any():
+            top = pd.Series(table["event_type"].to_pandas()[bad]).value_counts().head(5)
+            values = ", ".join(f"{v!r} {n:,}" for v, n in top.items())
+            parts.append(f"unknown event types: {values}; name them with --event-map "
+                         f"{top.index[0]}=view|click|add_to_cart|purchase")
+    return "; ".join(parts)
+
+
+def _check_event_map(source: str, kind: str, event_map: dict[str, str]) -> None:
+    if not event_map:
+        return
+    if kind != "events":
+        raise ContractError(source, "event_type", "--event-map applies to events only")
+    if bad := sorted(t for t in event_map.values() if t not in EVENT_TYPES):
+        raise ContractError(source, "event_type", f"--event-map maps to {bad}, not event types "
+                            f"of the contract {list(EVENT_TYPES)}")
+
+
+def _map_event_types(table: pa.Table, event_map: dict[str, str]) -> pa.Table:
+    """The shop's event names → the contract's (unmapped values stay, for the row rule)."""
+    i = table.column_names.index("event_type")
+    values = pc.cast(table["event_type"], pa.string())
+    keys = pa.array(list(event_map), pa.string())
+    mapped = pc.take(pa.array(list(event_map.values()), pa.string()),
+                     pc.index_in(values, value_set=keys))
+    return table.set_column(i, "event_type", pc.coalesce(mapped, values))
 
 
 def _land(dataset: str, batch_id: str, parts: list[_Prepared], source: str,
@@ -306,9 +367,12 @@ def _check_options(path: Path, kind: str, mapping: dict[str, str], event_type: s
         raise ContractError(source, None, f"--time-unit {time_unit!r}: expected one of "
                             f"{list(EPOCH_UNITS)}")
     fmt = FORMATS.get(path.suffix.lower())
+    if path.is_dir():
+        raise ContractError(source, None, "a folder: import a delivery folder with "
+                            "`shoprec data import dir`")
     if fmt is None:
         raise ContractError(source, None, f"unsupported file type {path.suffix!r}; "
-                            "expected .csv or .parquet")
+                            "expected .csv, .tsv or .parquet")
     if fmt == "parquet" and (delimiter or encoding):
         raise ContractError(source, None, "--delimiter and --encoding apply to CSV files only")
     if delimiter is not None:
@@ -359,7 +423,7 @@ def _all_match(col: pa.ChunkedArray, pattern: str) -> bool:
 
 
 def _read(path: Path, fmt: str, kind: str, delimiter: str | None,
-          encoding: str | None) -> tuple[pa.Table, list[str]]:
+          encoding: str | None, sources: set[str] = frozenset()) -> tuple[pa.Table, list[str]]:
     """(table, notes on what was guessed). CSV as text (ids keep leading zeros, nothing depends
     on type guessing); Parquet as typed."""
     expected = f"expected columns {SCHEMAS[kind].names}"
@@ -375,14 +439,19 @@ def _read(path: Path, fmt: str, kind: str, delimiter: str | None,
             raise ContractError(source, None, f"not a readable Parquet file ({_one_line(e)})"
                                 ) from None
     else:
-        table = _read_csv(path.read_bytes(), source, delimiter, encoding, notes)
+        # a catalogue or customer list may be its key alone: one column, named as the key or
+        # mapped to it; any other one-column header is a separator we did not find
+        key = KEYS[kind]
+        single = {key, *(s for s in sources if s)} if sum(
+            not f.nullable for f in SCHEMAS[kind]) == 1 else set()
+        table = _read_csv(path.read_bytes(), source, delimiter, encoding, notes, single)
     if table.num_rows == 0:
         raise ContractError(source, None, f"empty file: no {kind} rows; {expected}")
     return table, notes
 
 
 def _read_csv(data: bytes, source: str, delimiter: str | None, encoding: str | None,
-              notes: list[str]) -> pa.Table:
+              notes: list[str], single: set[str] = frozenset()) -> pa.Table:
     """Decode, find the delimiter, parse every column as text; notes say what was guessed."""
     utf8, enc_note = _to_utf8(data, source, encoding)
     if enc_note:
@@ -392,7 +461,7 @@ def _read_csv(data: bytes, source: str, delimiter: str | None, encoding: str | N
     if delimiter is None and sep != ",":
         notes.append(f"delimiter {sep!r} (detected)")
     header = next(csv.reader([header_line], delimiter=sep), [])
-    if len(header) == 1:  # no kind of table fits in one column
+    if len(header) == 1 and header[0] not in single:  # `single`: names a one-column file may have
         raise ContractError(source, None, _one_column(header_line, sep, delimiter is not None))
     try:
         table = pacsv.read_csv(
@@ -472,9 +541,12 @@ def _rename(table: pa.Table, mapping: dict[str, str], source: str) -> pa.Table:
         raise ContractError(source, s, f"source column '{s}' (mapped to contract column '{t}') "
                             f"is not in the file; found {table.column_names}",
                             sample_row(table, 0))
-    back = {s: t for t, s in mapping.items()}
-    cols = [c for c in table.column_names if c in back or c not in mapping]
-    return table.select(cols).rename_columns([back.get(c, c) for c in cols])
+    # one source column may feed several contract columns (e.g. item_id=sku and title=sku)
+    kept = [c for c in table.column_names if c not in mapping]  # a mapped name is replaced
+    out = table.select(kept)
+    for target, src in mapping.items():
+        out = out.append_column(target, table[src])
+    return out
 
 
 def _prepare_text(table: pa.Table, kind: str) -> pa.Table:
