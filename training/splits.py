@@ -163,12 +163,17 @@ def session_split(x: Interactions, exclude: str = "none") -> Split:
 def make_split(x: Interactions, protocol: str, *, test_days: int = 3, valid_days: int = 3,
                exclude: str = "none") -> Split:
     if protocol == "loo":
-        return leave_one_out(x, exclude)
-    if protocol == "time":
-        return time_split(x, test_days, valid_days, exclude)
-    if protocol == "session":
-        return session_split(x, exclude)
-    raise SplitError(f"unknown protocol {protocol!r}: {' | '.join(PROTOCOLS)}")
+        split = leave_one_out(x, exclude)
+    elif protocol == "time":
+        split = time_split(x, test_days, valid_days, exclude)
+    elif protocol == "session":
+        split = session_split(x, exclude)
+    else:
+        raise SplitError(f"unknown protocol {protocol!r}: {' | '.join(PROTOCOLS)}")
+    # who is measured: a protocol leaves some users out (too few sessions, no test period)
+    split.window["evaluated_users"] = {"valid": len(split.valid), "test": len(split.test),
+                                       "of": int(x.n_users)}
+    return split
 
 
 def _iso(us: int) -> str:
