@@ -4,7 +4,8 @@ Required (never null, and present in every input): events `event_id` (unique), `
 `item_id`, `event_type`, `event_timestamp`; items `item_id` (unique); users `user_id` (unique).
 Optional (null allowed, and may be absent from an input, which `conform` fills with nulls):
 events `session_id` (dbt derives sessions from inactivity gaps where it is null), `price`,
-`quantity`; items `title`, `category`, `brand`, `price`, `created_at`; users `signup_at`,
+`quantity`, `event_seq` (the event's place in its delivery as the source gave it: see TIE_ORDER);
+items `title`, `category`, `brand`, `price`, `created_at`; users `signup_at`,
 `country`, `segment`. The schemas keep every column: `conform` (so every importer) writes them
 all, and where a batch's file leaves an optional column out the gate and dbt read it as null.
 
@@ -36,8 +37,20 @@ EVENTS = pa.schema(
         pa.field("session_id", pa.string(), nullable=True),
         pa.field("price", pa.float64(), nullable=True),
         pa.field("quantity", pa.int32(), nullable=True),
+        pa.field("event_seq", pa.int64(), nullable=True),
     ]
 )
+
+TIE_ORDER: tuple[str, ...] = ("delivery_position", "event_seq", "md5(event_id)")
+"""How events of one user at one timestamp are ordered (after `event_timestamp`), the same in
+dbt's sessions and sequence feature and in training and evaluation; nulls sort last. Order
+within one timestamp is not information, so the rule uses no item property (RecBole keeps the
+source's row order): the delivery's place in the arrival order (lineage: `_delivery.json`), the
+event's place in its delivery (`event_seq`: the source file's 0-based row number, or the
+simulator's emission order; importers fill it, a shop may map its own log offset to it), and
+only where both are missing or equal an md5 of the event id (stable across versions and
+languages, unlike DuckDB's `hash`), never the id's text order: an id that spells the item
+(`ml-<user>-<item>`) would make the held-out item guessable from its id."""
 
 ITEMS = pa.schema(
     [

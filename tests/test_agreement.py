@@ -103,7 +103,8 @@ def generate(seed: int, n: int) -> list[Generated]:
                     "event_type": rng.choice(contract.EVENT_TYPES),
                     "event_timestamp": _time(rng), "session_id": _text(rng, "s"),
                     "price": rng.choice([None, 0.0, 3.5, 1_000_000.0]),
-                    "quantity": rng.choice([None, 1, 2, 10_000])})
+                    "quantity": rng.choice([None, 1, 2, 10_000]),
+                    "event_seq": rng.choice([None, event_no, 0, 2**62])})
             tables["events"] = _table("events", rows, rng)
         broken = None
         if rng.random() < 0.25:

@@ -54,6 +54,7 @@ def test_movielens_is_the_full_dataset_in_the_contract(ml: tuple[Settings, Path]
         assert table.schema.equals(contract.SCHEMAS[kind]), kind
     events, items, users = tables["events"], tables["items"], tables["users"]
     assert pc.count_distinct(events["event_id"]).as_py() == 100_000
+    assert sorted(events["event_seq"].to_pylist()) == list(range(100_000))  # u.data's rows
     assert set(events["event_type"].to_pylist()) == {"view"}
     assert events["price"].null_count == events["quantity"].null_count == 100_000
     # every event points at a known user and item
@@ -128,6 +129,17 @@ def test_movielens_raw_grouplens_files(shoprec_home: Path, tmp_path: Path) -> No
     assert report.path.is_relative_to(shoprec_home)
 
 
+def test_movielens_ties_keep_the_rows_order_of_u_data(shoprec_home: Path, tmp_path: Path) -> None:
+    """Ratings in one second keep u.data's order as event_seq (RecBole's), not the item ids'."""
+    d = write_grouplens(tmp_path / "ml-100k")
+    (d / "u.data").write_text("1\t20\t5\t876000000\n2\t10\t3\t875000000\n"
+                              "1\t10\t1\t876000000\n")
+    report = import_movielens(source=d)
+    events = read(report.path, "events").to_pylist()
+    assert [(e["event_id"], e["event_seq"]) for e in events] == [
+        ("ml-2-10", 1), ("ml-1-20", 0), ("ml-1-10", 2)]  # by time, ties by row
+
+
 def test_movielens_bad_source_is_a_clear_error(shoprec_home: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="u.data"):
         import_movielens(source=tmp_path)
@@ -191,6 +203,7 @@ def test_duplicates_and_unknown_event_types_are_rejected_and_kept(settings: Sett
     assert report.imported == {"events": 4} and report.rejected == {"events": 2}
     kept = read(report.path, "events")
     assert kept["event_id"].to_pylist() == ["e1", "e2", "e3", "e5"]
+    assert kept["event_seq"].to_pylist() == [0, 1, 2, 5]  # the file's rows: ties keep them
     assert kept["user_id"].to_pylist()[0] == "007"
     assert report.rejected_path == (settings.reports_dir / "imports" / "noisy" /
                                     f"{report.batch_id}_rejected_events.parquet")
@@ -199,6 +212,18 @@ def test_duplicates_and_unknown_event_types_are_rejected_and_kept(settings: Sett
     assert "duplicate event_id" in rejected[0]["reject_reason"]
     assert "event_type" in rejected[1]["reject_reason"]
     assert not list(report.rejected_path.parent.glob(".tmp-*"))
+
+
+def test_a_files_own_event_seq_is_kept(settings: Settings, tmp_path: Path) -> None:
+    """A log offset mapped to event_seq orders ties instead of the row numbers."""
+    f = tmp_path / "offsets.csv"
+    f.write_text("id,uid,sku,type,ts,offset\n"
+                 "e1,u1,A,view,2024-01-01T10:00:00Z,7\n"
+                 "e2,u1,B,view,2024-01-01T10:00:00Z,3\n")
+    report = import_file(f, mapping=parse_mapping(
+        ["event_id=id", "user_id=uid", "item_id=sku", "event_type=type", "event_timestamp=ts",
+         "event_seq=offset"]), settings=settings)
+    assert read(report.path, "events")["event_seq"].to_pylist() == [7, 3]
 
 
 BAD_CSV = {

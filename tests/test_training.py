@@ -368,6 +368,78 @@ def test_sessions_are_derived_where_the_warehouse_has_no_session_id(built_shop, 
     assert not (x.session_starts() & ~gap).any()  # a session starts after a gap only
 
 
+def _with_user(settings: Settings, user: str, rows: list[tuple]) -> list[str]:
+    """Replace `user`'s events in the warehouse by rows of (event_id, item index in dim_items,
+    hour, delivery_position, event_seq); returns the user's items as training reads them."""
+    import duckdb
+
+    from training.data import load_interactions
+
+    with duckdb.connect(str(settings.analytics_snapshot("shop"))) as con:
+        items = [r[0] for r in con.execute(
+            "select item_id from marts.dim_items order by item_id limit 10").fetchall()]
+        con.execute("delete from marts.fct_events where user_id = ?", [user])
+        for event_id, item, hour, position, seq in rows:
+            con.execute(
+                "insert into marts.fct_events by name select ? as event_id, ? as user_id, "
+                "? as item_id, 'view' as event_type, timestamptz '2026-01-05 00:00:00+00' "
+                "+ to_hours(?) as event_timestamp, 's-' || ? as session_id, "
+                "? as delivery_position, ? as event_seq",
+                [event_id, user, items[item], hour, user, position, seq])
+    x = load_interactions(settings)
+    u = int(np.flatnonzero(x.user_ids == user)[0])
+    index = {item: k for k, item in enumerate(items)}
+    return [index[i] for i in x.catalogue.item_ids[x.item[x.user == u]]]
+
+
+def test_ties_in_time_are_broken_by_the_source_order_never_by_the_item(built_shop, tmp_path):
+    """contract.TIE_ORDER: events at one time follow (delivery, event_seq), whichever items
+    and event ids they carry; without event_seq md5(event_id) decides, not the id's text."""
+    import itertools
+
+    from tests.conftest import copy_published_warehouse
+
+    own = Settings(home=tmp_path / "home")
+    copy_published_warehouse(built_shop, own)
+    slots = [(1, 2), (1, 0), (2, 0), (1, 1)]  # (delivery_position, event_seq) of the tie
+    by_source = [1, 3, 0, 2]  # slots in (position, seq) order
+    perms = list(itertools.permutations([4, 5, 6, 7]))[::5]
+    for items, ids in itertools.product(perms, [("t1", "t2", "t3", "t4"), ("z", "b", "y", "a")]):
+        rows = [("t0", 9, 0, 1, 0)] + [(ids[k], items[k], 1, *slots[k]) for k in range(4)]
+        assert _with_user(own, "u-ties", rows) == [9] + [items[k] for k in by_source]
+    # no event_seq, one delivery: md5(event_id) orders e32 before e31, whatever their items
+    for a, b in ((4, 5), (5, 4)):
+        got = _with_user(own, "u-ties", [("e31", a, 1, 1, None), ("e32", b, 1, 1, None)])
+        assert got == [b, a]
+
+
+def test_metrics_do_not_depend_on_the_order_within_one_timestamp(built_shop, tmp_path):
+    """A seeded shuffle of every tie group: the same rows and groups, another order inside; the
+    baselines evaluated both ways (the simulator's shop has no ties: the figures agree)."""
+    from tests.conftest import copy_published_warehouse
+    from training.data import load_interactions
+    from training.evaluate import baselines_with_shuffled_ties
+
+    own = Settings(home=tmp_path / "home")
+    copy_published_warehouse(built_shop, own)
+    _with_user(own, "u-ties", [(f"t{k}", k, 1, 1, k) for k in range(8)])
+    source = load_interactions(own)
+    orders = {tuple(load_interactions(own, tie_seed=seed).item) for seed in range(6)}
+    assert len(orders) > 1  # the 8 events at one time come in different orders
+    for seed in (0, 1):
+        x = load_interactions(own, tie_seed=seed)
+        assert (x.user == source.user).all() and (x.ts == source.ts).all()
+        # the same items at each (user, time), maybe in another order
+        assert sorted(zip(x.user.tolist(), x.ts.tolist(), x.item.tolist(), strict=True)) == \
+            sorted(zip(source.user.tolist(), source.ts.tolist(), source.item.tolist(),
+                       strict=True))
+    cfg = TrainingSettings(protocol="loo", exclude="interacted")
+    figures = baselines_with_shuffled_ties(own, "shop", cfg, seeds=(1,))
+    assert set(figures) == {"source", "shuffled:1"}
+    for name, m in figures["source"].items():
+        assert figures["shuffled:1"][name]["ndcg@10"] == pytest.approx(m["ndcg@10"], abs=2e-3)
+
+
 @pytest.mark.slow  # the README's worked example (tests/test_byod.py) trains on sessions too
 def test_session_protocol_trains_and_evaluates_the_model_and_the_baselines(built_shop, tmp_path):
     """Each user's last session is the test: the model and every baseline have metrics, and

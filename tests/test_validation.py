@@ -225,24 +225,24 @@ def test_a_broken_validator_moves_nothing(shoprec_home, monkeypatch):
 
 
 def test_sessions_are_derived_only_where_session_id_is_null():
-    """A user's events by (event_timestamp, event_id); a new session at the first event and
-    after a gap of more than the setting (here 30 minutes); a given session_id is kept."""
+    """A user's events in time order; a new session at the first event and after a gap of more
+    than the setting (here 30 minutes); a given session_id is kept."""
     from shoprec.validation.suites import sessions_sql
 
     rows = [  # event_id, user_id, minute, session_id → expected (derived, s_key, s_n)
         ("e1", "u1", 0, None, (True, "u1", 1)),
         ("e2", "u1", 30, None, (True, "u1", 1)),  # exactly the gap: same session
         ("e3", "u1", 61, None, (True, "u1", 2)),  # more than the gap: a new one
-        ("e4", "u1", 61, None, (True, "u1", 2)),  # a tie, ordered by event_id
+        ("e4", "u1", 61, None, (True, "u1", 2)),  # a tie: the same session either way
         ("e5", "u2", 5, None, (True, "u2", 1)),  # another user: their own numbering
         ("e6", "u2", 200, "s-9", (False, "s-9", 0)),  # given: kept
         ("e7", "u2", 201, None, (True, "u2", 2)),  # the given row still counts as activity
     ]
     con = duckdb.connect()
     con.execute("CREATE TABLE b (event_id VARCHAR, user_id VARCHAR, session_id VARCHAR, "
-                "event_timestamp TIMESTAMPTZ)")
+                "event_timestamp TIMESTAMPTZ, event_seq BIGINT)")
     con.executemany("INSERT INTO b VALUES (?, ?, ?, TIMESTAMPTZ '2026-01-05 00:00:00+00' + "
-                    "to_minutes(?))", [(e, u, sid, m) for e, u, m, sid, _ in rows])
+                    "to_minutes(?), NULL)", [(e, u, sid, m) for e, u, m, sid, _ in rows])
     got = dict(((e, (d, k, n)) for e, d, k, n in con.execute(
         f"SELECT event_id, derived, s_key, s_n FROM ({sessions_sql('b', 30)}) AS s").fetchall()))
     assert got == {e: want for e, *_, want in rows}

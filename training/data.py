@@ -6,10 +6,15 @@ Consecutive events of one user on one item (view → click → add_to_cart → p
 product) collapse into one interaction that keeps the deepest funnel stage: otherwise "the next
 item" would mostly be the item just viewed, which teaches the model nothing worth recommending.
 
+A user's events are in time order; events at one timestamp in dbt's order (macro event_order,
+contract.TIE_ORDER): delivery, then the source's row (`event_seq`), then md5(event_id), so no item
+property decides which of them is "last" (leave-one-out's test item). `tie_seed` shuffles them
+instead, to show that the metrics do not depend on it.
+
 Every row carries its session (the session evaluation protocol holds out each user's last one):
 the warehouse's `session_id` where the log has one, else dbt's rule redone here: a user's events in
-(event_timestamp, event_id) order, a new session at the user's first event or after a gap longer
-than `session_gap_minutes`. A run never merges across a session boundary.
+time order, a new session at the user's first event or after a gap longer than
+`session_gap_minutes`. A run never merges across a session boundary.
 """
 
 from __future__ import annotations
@@ -180,8 +185,24 @@ def warehouse_snapshot(settings: Settings, dataset: str) -> Path:
     return path
 
 
-def load_interactions(settings: Settings, dataset: str | None = None) -> Interactions:
-    """Every event of the dataset from the warehouse, encoded and collapsed."""
+TIE_COLUMNS = ("delivery_position", "event_seq")  # of marts.fct_events: contract.TIE_ORDER
+
+
+def _tie_order_sql(con) -> str:
+    """ORDER BY of fct_events rows: user, time, then contract.TIE_ORDER. A warehouse built before
+    the tie columns existed reads them as NULL (md5(event_id) decides) until `transform`."""
+    have = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = 'marts' and table_name = 'fct_events'").fetchall()}
+    ties = ", ".join(f"{c} nulls last" for c in TIE_COLUMNS if c in have)
+    return f"user_id, event_timestamp, {ties + ', ' if ties else ''}md5(event_id)"
+
+
+def load_interactions(settings: Settings, dataset: str | None = None,
+                      tie_seed: int | None = None) -> Interactions:
+    """Every event of the dataset from the warehouse, encoded and collapsed. `tie_seed`: events
+    of one user at one timestamp in a random order (seeded) instead of contract.TIE_ORDER: the
+    metrics must not change beyond noise (order within one timestamp is not information)."""
     import duckdb
 
     dataset = dataset or settings.dataset
@@ -193,7 +214,7 @@ def load_interactions(settings: Settings, dataset: str | None = None) -> Interac
             "from marts.dim_items order by item_id").fetchnumpy()
         ev = con.execute(
             "select user_id, item_id, event_type, epoch_us(event_timestamp) as ts, session_id "
-            "from marts.fct_events order by user_id, event_timestamp, event_id").fetchnumpy()
+            f"from marts.fct_events order by {_tie_order_sql(con)}").fetchnumpy()
     if len(ev["ts"]) == 0:
         raise TrainingDataError(f"{path}: marts.fct_events is empty")
     ids = np.asarray(items["item_id"], dtype=object)
@@ -218,7 +239,11 @@ def load_interactions(settings: Settings, dataset: str | None = None) -> Interac
     etype = np.fromiter((etype_index[t] for t in ev["event_type"]), dtype=np.int64,
                         count=len(item))
     ts = np.asarray(ev["ts"], dtype=np.int64)
-    order = np.lexsort((ts, user))  # np.unique re-indexed users: keep (user, time) order
+    # np.unique re-indexed users: sort by (user, time), ties in the warehouse's order (the
+    # query's row order) or, with tie_seed, shuffled
+    tie = np.arange(len(ts)) if tie_seed is None else \
+        np.random.default_rng(tie_seed).permutation(len(ts))
+    order = np.lexsort((tie, ts, user))
     user, ts = user[order].astype(np.int64), ts[order]
     known = _session_codes(ev["session_id"])[order]
     gap = settings.session_gap_minutes

@@ -97,3 +97,23 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
            for es in (split.valid, split.test)}
     out.update(run_baselines(x, split, cfg))
     return out, {**meta, "training": cfg.model_dump(mode="json")}
+
+
+def baselines_with_shuffled_ties(settings: Settings, dataset: str, cfg: TrainingSettings,
+                                 seeds: tuple[int, ...] = (1, 2, 3)
+                                 ) -> dict[str, dict[str, dict[str, float]]]:
+    """The baselines' test metrics with a user's events at one timestamp in the contract's order
+    ("source": contract.TIE_ORDER) and shuffled within each such group by each seed
+    ("shuffled:<seed>"). Order within one timestamp is not information: the figures must agree
+    within noise; a baseline that gains in "source" would be reading the tie rule."""
+    from training.train import run_baselines
+
+    out = {}
+    for seed in (None, *seeds):
+        x = load_interactions(settings, dataset, tie_seed=seed)
+        split = make_split(x, cfg.protocol, test_days=cfg.test_days, valid_days=cfg.valid_days,
+                           exclude=cfg.exclude)
+        metrics = run_baselines(x, split, cfg)
+        out["source" if seed is None else f"shuffled:{seed}"] = {
+            k.removesuffix("/test"): v for k, v in metrics.items() if k.endswith("/test")}
+    return out

@@ -5,7 +5,10 @@ every rating is one interaction):
 
 - events: every rating is one `view` event. The rating value is dropped (the contract has no rating
   column); `price` and `quantity` stay null. `event_id` = `ml-<user>-<item>` (a user rates a movie
-  at most once in ML-100K, so it is unique); `session_id` = `<user>-<UTC day>`.
+  at most once in ML-100K, so it is unique); `session_id` = `<user>-<UTC day>`; `event_seq` = the
+  rating's 0-based row in `u.data` (or `ml-100k.inter`, the same order): a user often rates
+  several movies in one second, and their order is the file's (as RecBole keeps it), never the
+  item id's (contract.TIE_ORDER).
 - items: `category` = the first listed genre (GroupLens order) or `unknown`; `brand` = the release
   decade (`1990s`), `unknown` without a year — deterministic, and coarse like a brand; `price` =
   1.0, a documented placeholder (ML has no prices); `created_at` = the release date (the raw files
@@ -33,6 +36,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -141,8 +145,10 @@ def read_movielens(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 def to_contract(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
                 source: str) -> dict[str, pa.Table]:
-    """The three contract tables; events sorted by time so downstream reads are in order."""
-    ratings = ratings.sort_values(["timestamp", "user_id", "item_id"], kind="stable")
+    """The three contract tables; events sorted by time, ties in the order `ratings` gives
+    them (the file's), which `event_seq` keeps."""
+    ratings = ratings.assign(event_seq=np.arange(len(ratings), dtype=np.int64))
+    ratings = ratings.sort_values(["timestamp", "event_seq"], kind="stable")
     ts = ratings["timestamp"]
     day = pd.to_datetime(ts, unit="s", utc=True).dt.strftime("%Y-%m-%d")
     events = pa.table({
@@ -152,6 +158,7 @@ def to_contract(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame,
         "event_type": pd.Series("view", index=ratings.index),
         "event_timestamp": ts,
         "session_id": ratings["user_id"] + "-" + day,
+        "event_seq": ratings["event_seq"],
     })
     first_item = ts.groupby(ratings["item_id"]).min()
     first_user = ts.groupby(ratings["user_id"]).min()

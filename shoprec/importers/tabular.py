@@ -12,6 +12,10 @@ Two kinds of bad input, treated differently on purpose:
   `<reports_dir>/imports/<dataset>/<batch_id>_rejected_<kind>.parquet` — outside the batch, so the
   batch holds only contract rows and validation sees a clean table, yet nothing is lost.
 
+Events keep the file's row order as lineage: `event_seq` is each row's 0-based row number (the
+same numbering as `source_row`), which breaks ties in time downstream (contract.TIE_ORDER);
+Parquet and DuckDB do not keep row order by themselves.
+
 The default batch id, `import-<stem>-<sha256[:12] of the bytes>`, makes re-importing the same file
 a no-op and gives a changed file a new batch. The file is read into memory whole.
 
@@ -248,6 +252,8 @@ def _prepare(path: Path, kind: str, mapping: dict[str, str], event_type: str | N
         table = table.append_column("event_type", const)
     if event_map and "event_type" in table.column_names:
         table = _map_event_types(table, event_map)
+    if kind == "events":
+        table = _source_order(table)
     prepared = _prepare_text(table, kind)
     try:
         table = conform(prepared, kind, source, time_unit=time_unit)
@@ -276,6 +282,17 @@ def _prepare(path: Path, kind: str, mapping: dict[str, str], event_type: str | N
     if why:
         notes.append(f"{kind} rows rejected: {why}")
     return _Prepared(kind, kept, table.num_rows - kept.num_rows, rejects, dropped, units, notes)
+
+
+def _source_order(table: pa.Table) -> pa.Table:
+    """`event_seq` = the 0-based row number in the file (lineage: ties in time keep the order
+    the source gave them, contract.TIE_ORDER), unless the file holds an event_seq of its own
+    (named so or mapped, e.g. a log offset): the shop knows its order better than its export."""
+    if "event_seq" in table.column_names:
+        if table["event_seq"].null_count < table.num_rows:
+            return table
+        table = table.drop_columns(["event_seq"])
+    return table.append_column("event_seq", pa.array(np.arange(table.num_rows), pa.int64()))
 
 
 def _rejections(table: pa.Table, reason: pa.Array) -> str:

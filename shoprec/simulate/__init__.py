@@ -65,6 +65,7 @@ def events_table(ev: DayEvents, day: int, start_us: int) -> pa.Table:
         _ids("e", event_no), _ids("u", ev.user), _ids("i", ev.item),
         _labels(ev.etype, np.array(contract.EVENT_TYPES)), _ts(start_us, ev.seconds),
         _ids("s", session_no), pa.array(ev.price, type=pa.float64()), qty,
+        pa.array(np.arange(n, dtype=np.int64)),  # event_seq: the emission order (lineage)
     ], schema=contract.EVENTS)
 
 

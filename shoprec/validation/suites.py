@@ -19,11 +19,12 @@ import pyarrow as pa
 from shoprec import contract
 from shoprec.config import ValidationSettings
 
-# duckdb-engine reflects VARCHAR→String, DOUBLE→FLOAT, INTEGER→Integer, TIMESTAMPTZ→TIMESTAMP;
-# GX checks these SQLAlchemy class names. The exact DuckDB types are checked by a typeof() probe.
+# duckdb-engine reflects VARCHAR→String, DOUBLE→FLOAT, INTEGER→Integer, BIGINT→BigInteger,
+# TIMESTAMPTZ→TIMESTAMP; GX checks these SQLAlchemy class names. The exact DuckDB types are
+# checked by a typeof() probe.
 _SA_TYPE = {"string": "String", "double": "Float", "int32": "Integer",
-            "timestamp[us, tz=UTC]": "TIMESTAMP"}
-_DUCK_TYPE = {"string": "VARCHAR", "double": "DOUBLE", "int32": "INTEGER",
+            "int64": "BigInteger", "timestamp[us, tz=UTC]": "TIMESTAMP"}
+_DUCK_TYPE = {"string": "VARCHAR", "double": "DOUBLE", "int32": "INTEGER", "int64": "BIGINT",
               "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE"}
 _TIME_COLUMN = {"events": "event_timestamp", "items": "created_at", "users": "signup_at"}
 
@@ -136,10 +137,11 @@ def _duplicates(v: ValidationSettings) -> gxe.UnexpectedRowsExpectation:
 
 def sessions_sql(source: str, gap_minutes: int) -> str:
     """`source`'s events with a session key (derived, s_key, s_n): a given session_id as is;
-    where it is null, the user's derived session: a user's events ordered by (event_timestamp,
-    event_id), a new one at the first event or after a gap of more than `gap_minutes` (the rule
-    dbt's session models use). `derived` keeps a derived key from matching a given id."""
-    order = "PARTITION BY user_id ORDER BY event_timestamp, event_id"
+    where it is null, the user's derived session: a user's events in time order (ties as
+    contract.TIE_ORDER has them within one batch), a new one at the first event or after a gap of
+    more than `gap_minutes` (the rule dbt's session models use). `derived` keeps a derived key
+    from matching a given id."""
+    order = "PARTITION BY user_id ORDER BY event_timestamp, event_seq NULLS LAST, md5(event_id)"
     return f"""
         SELECT *, session_id IS NULL AS derived, coalesce(session_id, user_id) AS s_key,
                CASE WHEN session_id IS NULL THEN sum(CASE WHEN prev IS NULL

@@ -14,7 +14,8 @@ active as (
 {% endif %}
 
 events as (
-    select user_id, item_id, event_type, event_timestamp, event_date, event_id
+    select user_id, item_id, event_type, event_timestamp, event_date, event_id,
+           delivery_position, event_seq
     from {{ ref('int_events_enriched') }}
     {% if is_incremental() %}
     where user_id in (select user_id from active)
@@ -24,7 +25,8 @@ events as (
 ranked as (
     select
         *,
-        row_number() over (partition by user_id order by event_timestamp, event_id) as rn
+        -- ties in time as training orders them: no item property (macro event_order)
+        row_number() over (partition by user_id order by {{ event_order() }}) as rn
     from events
 ),
 

@@ -30,6 +30,8 @@ select
     coalesce(i.category, 'unknown') as category,
     coalesce(i.brand, 'unknown') as brand,
     e.batch_id,
+    e.delivery_position,
+    e.event_seq,
     cast('{{ run_started_at }}' as timestamptz) as loaded_at  -- drives the features' increments
 from events as e
 left join items as i using (item_id)
