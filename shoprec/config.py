@@ -87,6 +87,8 @@ class TrainingSettings(BaseModel):
     popularity_window_days: int | None = 14  # the popularity baseline's recent window
     knn_neighbours: int = 100
     ks: tuple[int, ...] = (10, 20)
+    ease_max_items: int = 20_000  # the EASE baseline's Gram matrix is items^2 (20k: 1.5 GiB in
+    # float32, an inversion of minutes on 2 CPU cores): larger catalogues skip it
 
 
 class Settings(BaseSettings):

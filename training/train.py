@@ -20,7 +20,7 @@ import torch
 from shoprec.atomic import atomic_path, write_text
 from shoprec.config import Settings, TrainingSettings
 from shoprec.contract import EVENT_TYPES
-from training.baselines import ItemKNN, PersonalHistory, Popularity
+from training import baselines as bl
 from training.data import GAP_BUCKETS, PRICE_BUCKETS, Interactions, load_interactions
 from training.metrics import evaluate
 from training.model import SeqRec, SeqRecConfig
@@ -46,8 +46,11 @@ class TrainResult:
 
     def summary(self) -> str:
         m = self.metrics["model/test"]
+        who = self.window.get("evaluated_users")
+        users = f" ({who['test']:,} of {who['of']:,} users)" if who else ""
         return (f"{self.dataset} {self.protocol} seed {self.seed}: test NDCG@10 "
-                f"{m['ndcg@10']:.4f} Recall@20 {m['recall@20']:.4f} after {self.epochs} epochs "
+                f"{m['ndcg@10']:.4f} Recall@20 {m['recall@20']:.4f}{users} after {self.epochs} "
+                f"epochs "
                 f"(best {self.best_epoch}) on {self.device}, {self.sequences_per_s:,.0f} seq/s "
                 f"-> {self.run_dir}")
 
@@ -212,18 +215,43 @@ def load_checkpoint(path: Path) -> tuple[SeqRec, dict]:
     return model.eval(), ck
 
 
-def run_baselines(x: Interactions, split: Split,
-                  cfg: TrainingSettings) -> dict[str, dict[str, float]]:
-    """Metrics of the baselines on the same split: what the model has to beat."""
+def run_baselines(x: Interactions, split: Split, cfg: TrainingSettings,
+                  seconds: dict[str, float] | None = None,
+                  models: dict[str, Callable] | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of the baselines on the same split: what the model has to beat. Hyper-parameters
+    with several candidates are chosen on the validation set (see training/baselines.py), so a
+    baseline's validation figures are the ones it was picked by; its test figures are not.
+    `seconds` receives each baseline's time (fit, tuning and both evaluations), `models` the
+    fitted baselines (scorers of EvalSet rows, as `evaluate` takes them)."""
     # a recent window only where everyone is tested on the same period (time); loo and session
     # test each user at their own time: all the training data
-    pop = Popularity(x, split.train_mask,
-                     cfg.popularity_window_days if split.protocol == "time" else None)
-    models = [pop, ItemKNN(x, split.train_mask, cfg.knn_neighbours, cfg.max_len),
-              PersonalHistory(x, split.train_mask, pop)]
-    n = x.catalogue.n_items
-    return {f"{m.name}/{es.name}": evaluate(m, es, n, tuple(cfg.ks))
-            for m in models for es in (split.valid, split.test)}
+    pop = bl.Popularity(x, split.train_mask,
+                        cfg.popularity_window_days if split.protocol == "time" else None)
+    device = pick_device(cfg.device)
+    n, ks = x.catalogue.n_items, tuple(cfg.ks)
+    fits: dict[str, Callable[[], Callable | None]] = {
+        "popularity": lambda: pop,
+        "itemknn": lambda: bl.fit_itemknn(x, split, cfg.knn_neighbours, ks),
+        "personal_history": lambda: bl.PersonalHistory(x, split.train_mask, pop),
+        "ptopfreq": lambda: bl.PTopFreq(x, split.train_mask, pop),
+        "tifuknn": lambda: bl.fit_tifuknn(x, split, pop, ks),
+        "ease": lambda: bl.fit_ease(x, split, cfg.ease_max_items, device, ks),
+    }
+    out = {}
+    for name, fit in fits.items():
+        t0 = time.perf_counter()
+        model = fit()
+        if model is None:  # skipped (it says why)
+            continue
+        # a tuned baseline was last validated with what it chose: the same figures
+        tuned = getattr(model, "valid_metrics", None)
+        out[f"{name}/valid"] = tuned or evaluate(model, split.valid, n, ks)
+        out[f"{name}/test"] = evaluate(model, split.test, n, ks)
+        if seconds is not None:
+            seconds[name] = time.perf_counter() - t0
+        if models is not None:
+            models[name] = model
+    return out
 
 
 @dataclass
