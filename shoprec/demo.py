@@ -64,9 +64,13 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
     console.print(f"[bold]6. train[/] the sequential model on '{s.dataset}' (time split, Feast "
                   f"point-in-time user features, at most {budget:g} min of epochs)")
     result = train(s, s.dataset)
-    for name in ("model", "popularity", "itemknn", "personal_history"):
+    for name in [k.removesuffix("/test") for k in result.metrics if k.endswith("/test")]:
         m = result.metrics[f"{name}/test"]
         console.print(f"   {name:>16}: Recall@20 {m['recall@20']:.4f}  NDCG@10 {m['ndcg@10']:.4f}")
+    if result.blend:
+        b = result.blend
+        console.print(f"   blend = the model fused with {b['baseline']} (model weight "
+                      f"{b['model_weight']:g}, chosen on validation)")
     console.print(f"   {result.summary()}")
 
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")

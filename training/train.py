@@ -43,6 +43,7 @@ class TrainResult:
     sequences_per_s: float
     metrics: dict[str, dict[str, float]]  # "model/test", "popularity/test", ...
     window: dict = field(default_factory=dict)
+    blend: dict | None = None  # what the promoted recommender fuses (training/blend.py)
 
     def summary(self) -> str:
         m = self.metrics["model/test"]
@@ -404,6 +405,21 @@ def _validate(run: _Run) -> float:
                     tuple(run.cfg.ks))["ndcg@10"]
 
 
+def _blend(score: Callable, fitted: dict[str, Callable], metrics: dict, split: Split,
+           n_items: int, ks: tuple[int, ...]) -> dict | None:
+    """The recommender to promote: the model fused with the best-validating baseline at the
+    weight that validates best (training/blend.py); its metrics go beside the others."""
+    from training.blend import fit_blend
+
+    if not fitted:
+        return None
+    valid = {n: metrics[f"{n}/valid"] for n in fitted}
+    blend, valid_metrics = fit_blend(score, fitted, valid, split.valid, n_items, ks)
+    metrics["blend/valid"] = valid_metrics
+    metrics["blend/test"] = evaluate(blend, split.test, n_items, ks)
+    return blend.describe()
+
+
 def _report(run: _Run, stop: EarlyStopping, *, baselines: bool, export: bool) -> TrainResult:
     """Back to the best epoch's weights (the last epoch may be worse); its metrics next to the
     baselines', written as metrics.json; and the export for serving."""
@@ -414,12 +430,15 @@ def _report(run: _Run, stop: EarlyStopping, *, baselines: bool, export: bool) ->
     score = run.prep.scorer(model)
     metrics = {f"model/{es.name}": evaluate(score, es, run.mc.n_items, tuple(cfg.ks))
                for es in (split.valid, split.test)}
+    blend_info = None
     if baselines:
-        metrics.update(run_baselines(run.x, split, cfg))
+        fitted: dict[str, Callable] = {}
+        metrics.update(run_baselines(run.x, split, cfg, models=fitted))
+        blend_info = _blend(score, fitted, metrics, split, run.mc.n_items, tuple(cfg.ks))
     seen = run.epochs * len(run.prep.inputs)
     result = TrainResult(run.run_dir, run.dataset, cfg.protocol, run.seed, str(run.device),
                          run.epochs, stop.best_epoch, run.train_s, seen / max(run.train_s, 1e-9),
-                         metrics, split.window)
+                         metrics, split.window, blend_info)
     write_text(run.run_dir / "metrics.json", json.dumps(_jsonable(result), indent=2))
     if export:
         from training.export import export_model
