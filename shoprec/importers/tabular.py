@@ -162,9 +162,7 @@ def import_file(
     that batch. `time_unit`, `delimiter` and `encoding` override what would be detected."""
     settings = settings or get_settings()
     path = Path(path)
-    if batch_id is not None:
-        check_name(batch_id, "batch")
-    dataset = settings.dataset if dataset is None else check_name(dataset, "dataset")
+    dataset = _checked_names(settings, dataset, batch_id)
     prepared = _prepare(path, kind, dict(mapping or {}), event_type, time_unit, delimiter,
                         encoding, event_map)
     return _land(dataset, batch_id or default_batch_id(path), [prepared], str(path), settings)
@@ -188,9 +186,7 @@ def import_dir(
     read and checked before anything lands, so a bad file leaves the lake as it was."""
     settings = settings or get_settings()
     directory = Path(directory)
-    if batch_id is not None:
-        check_name(batch_id, "batch")
-    dataset = settings.dataset if dataset is None else check_name(dataset, "dataset")
+    dataset = _checked_names(settings, dataset, batch_id)
     files = _delivery_files(directory, dict(kinds or {}))
     mappings = mappings or {}
     if unknown := sorted(set(mappings) - set(files.values())):
@@ -201,6 +197,13 @@ def import_dir(
                 for f, k in files.items()]
     return _land(dataset, batch_id or default_batch_id(*files), prepared, str(directory),
                  settings)
+
+
+def _checked_names(settings: Settings, dataset: str | None, batch_id: str | None) -> str:
+    """The dataset to land in, once it and the batch id (names that become paths) are valid."""
+    if batch_id is not None:
+        check_name(batch_id, "batch")
+    return settings.dataset if dataset is None else check_name(dataset, "dataset")
 
 
 def _delivery_files(directory: Path, kinds: dict[str, str]) -> dict[Path, str]:
