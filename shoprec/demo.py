@@ -69,8 +69,9 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
         console.print(f"   {name:>16}: Recall@20 {m['recall@20']:.4f}  NDCG@10 {m['ndcg@10']:.4f}")
     if result.blend:
         b = result.blend
-        console.print(f"   blend = the model fused with {b['baseline']} (model weight "
-                      f"{b['model_weight']:g}, chosen on validation)")
+        what = ("the model re-ranked with popularity and each shopper's repeat statistics"
+                if b["kind"] == "ranker" else "the model alone (" + b["reason"] + ")")
+        console.print(f"   blend = {what}, fitted and chosen on validation")
     console.print(f"   {result.summary()}")
 
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")

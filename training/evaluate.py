@@ -93,10 +93,34 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
             bonus = exp.model.repeat_bonus(*args) * keep  # in current item indices
         return s.scatter_add(1, w.items * keep, bonus.to(s.dtype))
 
-    out = {f"model/{es.name}": evaluate(score, es, x.catalogue.n_items, tuple(cfg.ks))
-           for es in (split.valid, split.test)}
+    n, ks = x.catalogue.n_items, tuple(cfg.ks)
+    out = {f"model/{es.name}": evaluate(score, es, n, ks) for es in (split.valid, split.test)}
     out.update(run_baselines(x, split, cfg))
+    blend = _exported_blend(exp, score, to_export, x, bounds)
+    if blend is not None:
+        out.update({f"blend/{es.name}": evaluate(blend, es, n, ks)
+                    for es in (split.valid, split.test)})
     return out, {**meta, "training": cfg.model_dump(mode="json")}
+
+
+def _exported_blend(exp: ExportedModel, score, to_export: np.ndarray, x: Interactions,
+                    bounds: np.ndarray):
+    """The export's promoted recommender (blend.json + popularity.pt), scoring with what the
+    export holds: its model, its popularity (mapped to today's items; newer ones count 0)."""
+    from training.ranker import Blend, Inputs, Ranker
+
+    if exp.blend is None:
+        return None
+    pop = torch.zeros(x.catalogue.n_items + 1)
+    known = torch.from_numpy(to_export) != 0
+    pop[known] = exp.popularity[torch.from_numpy(to_export)[known]]
+    try:
+        ranker = (Ranker.from_tables(exp.blend["weights"]) if exp.blend["kind"] == "ranker"
+                  else None)
+    except ValueError as e:
+        raise TrainingDataError(f"{exp.path / 'blend.json'}: {e} (another version?)") from e
+    inputs = Inputs(score, lambda es, rows: pop.expand(len(rows), -1), x, bounds)
+    return Blend(inputs, ranker, exp.blend)
 
 
 def baselines_with_shuffled_ties(settings: Settings, dataset: str, cfg: TrainingSettings,

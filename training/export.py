@@ -5,6 +5,9 @@
   item_vectors(), side_vectors(category, brand, price_bucket) for items newer than the model;
 - `items.pt`: the item vector matrix (row i = item index i; row 0 = padding), a plain tensor
   (load with torch.load(weights_only=True));
+- `blend.json` + `popularity.pt` (when the run fitted a blend): the promoted recommender's ranker
+  (training/ranker.py: its bucket edges and one weight per bucket) and the item popularity it
+  reads; the user's repeat statistics come online from Feast (`metadata.json`'s feature service);
 - `metadata.json`: id maps and vocabularies, how inputs are encoded, metrics, data window,
   feature service, code version.
 Written to a temp folder and renamed, so a reader never sees half an export.
@@ -51,10 +54,12 @@ def code_version() -> str:
 
 
 def export_model(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: TrainResult,
-                 out: Path, settings: Settings) -> Path:
+                 out: Path, settings: Settings, popularity: torch.Tensor | None = None) -> Path:
     """Write the export of a trained model to `out`, replacing any export already there."""
     with atomic_path(out, directory=True) as tmp:
         _write_export(model, mc, x, result, tmp, settings)
+        if result.blend is not None and popularity is not None:
+            _write_blend(result.blend, popularity, tmp)
         shutil.rmtree(out, ignore_errors=True)  # a folder is renamed only onto an empty one
     return out
 
@@ -107,6 +112,13 @@ def _write_export(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: Trai
     (folder / "metadata.json").write_text(json.dumps(meta, indent=1))
 
 
+def _write_blend(blend: dict, popularity: torch.Tensor, folder: Path) -> None:
+    from training.ranker import edges
+
+    (folder / "blend.json").write_text(json.dumps({**blend, "edges": edges()}, indent=1))
+    torch.save(popularity.float().contiguous().clone(), folder / "popularity.pt")
+
+
 class ExportedModel:
     """Loads an export with torch only, as serving does: `evaluate` scores what serving holds.
     A half-written or foreign folder is refused with TrainingDataError, one line naming the file
@@ -141,6 +153,25 @@ class ExportedModel:
             raise TrainingDataError(f"{items_file}: expected an item matrix of {n_ids + 1} rows "
                                     f"(metadata.json's items + padding), found {shape}")
         self.index = {item: i + 1 for i, item in enumerate(self.meta["items"]["ids"])}
+        self.blend, self.popularity = self._blend(n_ids)
+
+    def _blend(self, n_ids: int) -> tuple[dict | None, torch.Tensor | None]:
+        """The promoted recommender's ranker and popularity, when the run fitted one."""
+        file, pop_file = self.path / "blend.json", self.path / "popularity.pt"
+        if not file.is_file():
+            return None, None
+        try:
+            blend = json.loads(file.read_bytes())
+            pop = torch.load(pop_file, map_location="cpu", weights_only=True)
+        except Exception as e:  # JSON, OSError, unpickling
+            raise TrainingDataError(f"{file.parent}: blend.json / popularity.pt cannot be "
+                                    f"read (half-written or damaged): {_first_line(e)}") from e
+        if not isinstance(blend, dict) or blend.get("kind") not in ("ranker", "model") or (
+                blend["kind"] == "ranker" and not isinstance(blend.get("weights"), dict)):
+            raise TrainingDataError(f"{file}: not a blend description (kind, weights)")
+        if not isinstance(pop, torch.Tensor) or pop.shape != (n_ids + 1,):
+            raise TrainingDataError(f"{pop_file}: expected {n_ids + 1} popularity counts")
+        return blend, pop
 
     @staticmethod
     def _metadata(file: Path) -> dict:

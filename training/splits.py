@@ -42,6 +42,19 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.users)
 
+    def subset(self, rows: np.ndarray) -> EvalSet:
+        """The same evaluation restricted to `rows` (in that order)."""
+        def csr(ptr: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            parts = [values[ptr[r]:ptr[r + 1]] for r in rows]
+            lens = np.array([len(p) for p in parts], dtype=np.int64)
+            return (np.r_[0, np.cumsum(lens)].astype(np.int64),
+                    np.concatenate(parts).astype(np.int64) if parts else values[:0])
+
+        tp, ti = csr(self.target_ptr, self.target_items)
+        ep, ei = csr(self.excluded_ptr, self.excluded_items)
+        return EvalSet(self.name, self.users[rows], self.hist_end[rows], tp, ti, ep, ei,
+                       self.cutoff_us[rows])
+
 
 @dataclass
 class Split:

@@ -43,7 +43,7 @@ class TrainResult:
     sequences_per_s: float
     metrics: dict[str, dict[str, float]]  # "model/test", "popularity/test", ...
     window: dict = field(default_factory=dict)
-    blend: dict | None = None  # what the promoted recommender fuses (training/blend.py)
+    blend: dict | None = None  # the promoted recommender (training/ranker.py)
 
     def summary(self) -> str:
         m = self.metrics["model/test"]
@@ -405,18 +405,19 @@ def _validate(run: _Run) -> float:
                     tuple(run.cfg.ks))["ndcg@10"]
 
 
-def _blend(score: Callable, fitted: dict[str, Callable], metrics: dict, split: Split,
-           n_items: int, ks: tuple[int, ...]) -> dict | None:
-    """The recommender to promote: the model fused with the best-validating baseline at the
-    weight that validates best (training/blend.py); its metrics go beside the others."""
-    from training.blend import fit_blend
+def _blend(score: Callable, fitted: dict[str, Callable], metrics: dict, run: _Run) -> dict | None:
+    """The recommender to promote: the model re-ranked with popularity and the user's whole-
+    history repeat statistics by a ranker fitted on validation (training/ranker.py); its
+    metrics go beside the others."""
+    from training.ranker import Inputs, fit_blend
 
-    if not fitted:
+    if "popularity" not in fitted:
         return None
-    valid = {n: metrics[f"{n}/valid"] for n in fitted}
-    blend, valid_metrics = fit_blend(score, fitted, valid, split.valid, n_items, ks)
+    n_items, ks = run.mc.n_items, tuple(run.cfg.ks)
+    inputs = Inputs(score, fitted["popularity"], run.x, run.x.user_bounds())
+    blend, valid_metrics = fit_blend(inputs, run.split.valid, n_items, ks, seed=run.seed)
     metrics["blend/valid"] = valid_metrics
-    metrics["blend/test"] = evaluate(blend, split.test, n_items, ks)
+    metrics["blend/test"] = evaluate(blend, run.split.test, n_items, ks)
     return blend.describe()
 
 
@@ -431,10 +432,10 @@ def _report(run: _Run, stop: EarlyStopping, *, baselines: bool, export: bool) ->
     metrics = {f"model/{es.name}": evaluate(score, es, run.mc.n_items, tuple(cfg.ks))
                for es in (split.valid, split.test)}
     blend_info = None
+    fitted: dict[str, Callable] = {}
     if baselines:
-        fitted: dict[str, Callable] = {}
         metrics.update(run_baselines(run.x, split, cfg, models=fitted))
-        blend_info = _blend(score, fitted, metrics, split, run.mc.n_items, tuple(cfg.ks))
+        blend_info = _blend(score, fitted, metrics, run)
     seen = run.epochs * len(run.prep.inputs)
     result = TrainResult(run.run_dir, run.dataset, cfg.protocol, run.seed, str(run.device),
                          run.epochs, stop.best_epoch, run.train_s, seen / max(run.train_s, 1e-9),
@@ -443,7 +444,9 @@ def _report(run: _Run, stop: EarlyStopping, *, baselines: bool, export: bool) ->
     if export:
         from training.export import export_model
 
-        export_model(model, run.mc, run.x, result, run.run_dir / "export", run.settings)
+        pop = fitted.get("popularity")
+        export_model(model, run.mc, run.x, result, run.run_dir / "export", run.settings,
+                     popularity=pop.scores_ if pop is not None else None)
     return result
 
 

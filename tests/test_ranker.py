@@ -1,0 +1,101 @@
+"""The promoted recommender (training/ranker.py): a ranker fitted on validation that learns from
+the whole history what the model misses, and keeps the model alone where it cannot add to it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.test_baselines import _interactions
+from training.metrics import evaluate
+from training.ranker import GROUPS, Inputs, features, fit_blend
+from training.repeat import repeat_stats
+from training.splits import DAY_US, EvalSet
+
+N_ITEMS = 30
+
+
+def _data(n_users: int = 160, seed: int = 0):
+    """Each user came to a staple in 5 of 6 sessions and to two other items once; the staple is
+    what they want next."""
+    rng = np.random.default_rng(seed)
+    rows, staple = [], []
+    for u in range(n_users):
+        a, b, c = rng.choice(np.arange(1, N_ITEMS + 1), 3, replace=False)
+        staple.append(int(a))
+        for day in range(6):
+            rows.append((u, int(a if day != 2 else b), day))
+        rows.append((u, int(c), 6))
+    x = _interactions(rows, N_ITEMS)
+    bounds = x.user_bounds()
+    n = x.n_users
+    es = EvalSet("valid", np.arange(n), bounds[1:], np.arange(n + 1), np.array(staple),
+                 np.zeros(n + 1, dtype=np.int64), np.empty(0, dtype=np.int64),
+                 np.full(n, 10 * DAY_US, dtype=np.int64))
+    return x, es
+
+
+def _noise(es: EvalSet, rows: np.ndarray) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(rows[0]))
+    return torch.rand(len(rows), N_ITEMS + 1, generator=g)
+
+
+def _flat(es: EvalSet, rows: np.ndarray) -> torch.Tensor:
+    return torch.zeros(len(rows), N_ITEMS + 1)
+
+
+def _oracle(es: EvalSet, rows: np.ndarray) -> torch.Tensor:
+    s = torch.zeros(len(rows), N_ITEMS + 1)
+    s[torch.arange(len(rows)), torch.from_numpy(es.target_items[rows])] = 1.0
+    return s
+
+
+def test_features_are_buckets_of_the_history() -> None:
+    x, es = _data(4)
+    rows = np.arange(4)
+    st = repeat_stats(x, x.user_bounds(), es, rows)
+    f = features(_oracle(es, rows), _flat(es, rows), st)
+    assert set(f) == set(GROUPS)
+    for k, n in GROUPS.items():
+        assert int(f[k].max()) < n and int(f[k].min()) >= 0, k
+    seen = torch.zeros(4, N_ITEMS + 1, dtype=torch.bool)
+    seen[torch.from_numpy(st.row), torch.from_numpy(st.item)] = True
+    assert ((f["sessions"] > 0) == seen).all()  # bucket 0 = never came to it
+    assert f["model_rank"][torch.arange(4), torch.from_numpy(es.target_items[:4])].eq(0).all()
+
+
+def test_the_ranker_learns_what_the_history_says_where_the_model_does_not() -> None:
+    x, valid = _data(seed=0)
+    inputs = Inputs(_noise, _flat, x, x.user_bounds())
+    blend, valid_metrics = fit_blend(inputs, valid, N_ITEMS, (10, 20))
+    assert blend.describe()["kind"] == "ranker"
+    model = evaluate(_noise, valid, N_ITEMS, (10, 20))
+    assert valid_metrics["ndcg@10"] > model["ndcg@10"] + 0.5  # out of fold, not in-sample
+    test = evaluate(blend, valid, N_ITEMS, (10, 20))
+    assert test["hit@10"] == 1.0 and test["mrr@10"] > 0.9
+
+
+def test_the_model_alone_is_kept_where_the_ranker_cannot_beat_it() -> None:
+    x, valid = _data(seed=1)
+    blend, _ = fit_blend(Inputs(_oracle, _flat, x, x.user_bounds()), valid, N_ITEMS, (10, 20))
+    assert blend.describe()["kind"] == "model"
+    assert torch.equal(blend(valid, np.arange(5)), _oracle(valid, np.arange(5)))
+
+
+def test_the_compact_fit_is_the_full_catalogue_softmax() -> None:
+    from training.ranker import Ranker, _Data, _mask, _targets
+
+    x, valid = _data(12, seed=2)
+    rows = np.arange(12)
+    feats = Inputs(_noise, _noise, x, x.user_bounds()).features(valid, rows)
+    d = _Data(feats, _noise(valid, rows), _targets(valid, rows, N_ITEMS + 1),
+              _mask(valid, rows, N_ITEMS + 1), np.zeros(12, dtype=np.int64))
+    ranker = Ranker()
+    torch.manual_seed(0)
+    for p in ranker.parameters():
+        torch.nn.init.normal_(p)
+    dense = ranker(feats).masked_fill(d.mask, float("-inf"))
+    want = -(torch.log_softmax(dense, 1).nan_to_num(neginf=0.0) * d.targets).sum(1)
+    s = ranker.pattern_scores(d.patterns)[d.pattern]
+    got = torch.logsumexp(s + d.log_mult, 1) - (s * d.entry_targets).sum(1)
+    assert torch.allclose(got, want, atol=1e-4)
