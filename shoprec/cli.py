@@ -11,6 +11,7 @@ from rich.console import Console
 from feature_repo.names import SERVING_SERVICE, USER_KEY
 from shoprec import quiet
 from shoprec.cli_lake import app as lake_app
+from shoprec.cli_models import app as models_app
 from shoprec.cli_profile import profile_cmd
 from shoprec.config import get_settings
 
@@ -21,6 +22,7 @@ import_app = typer.Typer(help="Import public or exported data into the contract.
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
 app.add_typer(lake_app, name="lake")
+app.add_typer(models_app, name="models")
 data_app.command("profile")(profile_cmd)
 console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
 
@@ -445,6 +447,8 @@ def main(hard_exit: bool = False) -> None:
     from shoprec.contract import ContractError
     from shoprec.lifecycle import LifecycleError
     from shoprec.names import InvalidName, UsageError
+    from shoprec.registry.manifest import RegistryError
+    from shoprec.storage import StorageError
     from training.data import TrainingDataError
 
     quiet.setup(log_file=_log_file())
@@ -454,8 +458,10 @@ def main(hard_exit: bool = False) -> None:
     except SystemExit as e:  # how click ends every command, and SIGTERM
         code = quiet.exit_code(e)
     except (ContractError, TrainingDataError, InvalidName, LifecycleError, UsageError,
-            FileNotFoundError) as e:
+            FileNotFoundError, RegistryError) as e:
         code = quiet.fail(console, 2, quiet.describe(e))
+    except StorageError as e:  # the object store is unreachable or refuses
+        code = quiet.fail(console, 1, str(e))
     except ValidationError as e:  # a SHOPREC_* setting that does not parse
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "settings"

@@ -55,6 +55,9 @@ class FeastSettings(BaseModel):
     project: str | None = None  # default: shoprec_<dataset>, other characters hex-escaped
     sequence_length: int = 20  # interactions kept in a user's sequence: dbt's daily one (passed
     # to dbt as SHOPREC_SEQUENCE_LENGTH) and the live one extended by pushes
+    repeat_max_items: int = Field(200, ge=1, description=(
+        "Items per user in the repeat statistics (dbt's feat_user_item_history, passed as "
+        "SHOPREC_REPEAT_MAX_ITEMS; training/repeat.py's MAX_ITEMS is the same cap)."))
 
 
 class TrainingSettings(BaseModel):
@@ -91,6 +94,18 @@ class TrainingSettings(BaseModel):
     # float32, an inversion of minutes on 2 CPU cores): larger catalogues skip it
 
 
+class RegistrySettings(BaseModel):
+    """Model registry storage (SHOPREC_REGISTRY__<FIELD>): a local directory
+    (`Settings.model_registry()`) unless a bucket is named here or `storage_uri` is s3://...
+    Credentials come only from the environment / boto3's chain, never from these settings."""
+
+    bucket: str | None = Field(None, description="S3 bucket of the registry (default: local).")
+    prefix: str = Field("registry", description="Key prefix inside the bucket.")
+    endpoint_url: str | None = Field(None, description=(
+        "S3-compatible endpoint (MinIO, ...); default: SHOPREC_S3_ENDPOINT_URL, else AWS."))
+    region: str | None = Field(None, description="S3 region (default: boto3's chain).")
+
+
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
@@ -115,6 +130,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     feast: FeastSettings = FeastSettings()
     training: TrainingSettings = TrainingSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     # ---------------------------------------------------------------- the map of SHOPREC_HOME
     # Every runtime location is named here and nowhere else (tests/test_layout.py enforces it);
@@ -232,6 +248,10 @@ class Settings(BaseSettings):
         """Registered model versions and aliases (local default; S3 at scale via storage_uri)."""
         return self.root / "registry"
 
+    def model_cache(self, dataset: str | None = None) -> Path:
+        """Registered versions downloaded for loading (one verified folder per version)."""
+        return self.cache_dir / "models" / self._ds(dataset)
+
     def serving_state(self) -> Path:
         """What the serving process keeps on disk (event spool, caches)."""
         return self.root / "serving"
@@ -289,6 +309,7 @@ class Settings(BaseSettings):
             "feast_state": self.feast_state(ds), "feast_yaml": self.feast_yaml(ds),
             "feature_exports": self.feature_exports(ds), "runs": self.runs_dir(ds),
             "model_registry": self.model_registry(), "serving_state": self.serving_state(),
+            "model_cache": self.model_cache(ds),
             "reports": self.reports_dir, "data_docs": self.data_docs_dir,
             "log_file": self.log_file(),
             "import_rejects": self.import_rejects(ds), "cache": self.cache_dir,
@@ -316,6 +337,7 @@ class Settings(BaseSettings):
                 "SHOPREC_WAREHOUSE": str(self.warehouse(ds)),
                 "SHOPREC_VALIDATED": str(self.zone("validated", ds)),
                 "SHOPREC_SEQUENCE_LENGTH": str(self.feast.sequence_length),
+                "SHOPREC_REPEAT_MAX_ITEMS": str(self.feast.repeat_max_items),
                 "SHOPREC_SESSION_GAP_MINUTES": str(self.session_gap_minutes),
                 "FEAST_FS_YAML_FILE_PATH": str(self.feast_yaml(ds))}
 

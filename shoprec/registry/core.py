@@ -1,0 +1,455 @@
+"""The model registry of one dataset, on any store (shoprec.storage):
+
+    <dataset>/versions/<version>/<export files> + manifest.json   immutable; manifest LAST
+    <dataset>/runs/<run_id>.json                                  {version}: register is idempotent
+    <dataset>/aliases/<alias>.json                                {version, at, by, why}: one write
+    <dataset>/history/<UTC time>-<uuid>.json                      one object per alias move
+
+A version exists once its manifest does; an alias is moved only onto such a version, in one
+atomic write, so a reader that follows it always finds a complete version, and `load` checks
+every byte of it against the manifest's sha256 before handing the folder over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import shutil
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoprec.names import check_name
+from shoprec.registry.manifest import (
+    FORMAT,
+    MANIFEST,
+    REQUIRED,
+    VERSION_RE,
+    RegistryError,
+    dumps,
+    per_user_paths,
+    recommender_kind,
+    sha256_bytes,
+    sha256_file,
+)
+from shoprec.storage import TMP_PREFIX, ObjectNotFound, Store
+
+ALIASES = ("candidate", "production")
+INCOMPLETE_GRACE = dt.timedelta(hours=1)  # gc leaves a version without manifest this long
+LOAD_ATTEMPTS = 3  # an alias moved and its old version collected mid-download: follow again
+
+
+def default_actor() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:  # no user name in a container
+        return f"uid{os.getuid()}@{socket.gethostname()}"
+
+
+_clock = threading.Lock()
+_last = [dt.datetime.min.replace(tzinfo=dt.UTC)]
+
+
+def _now() -> dt.datetime:
+    """UTC now, strictly increasing within this process (history keys sort by it)."""
+    with _clock:
+        now = max(dt.datetime.now(dt.UTC), _last[0] + dt.timedelta(microseconds=1))
+        _last[0] = now
+        return now
+
+
+def _json(data: bytes, where: str) -> dict:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{where}: not valid JSON (damaged)") from None
+    if not isinstance(obj, dict):
+        raise RegistryError(f"{where}: not a JSON object (damaged)")
+    return obj
+
+
+@dataclass(frozen=True)
+class Move:
+    """One alias move, as the history keeps it."""
+
+    alias: str
+    old: str | None
+    new: str
+    at: str
+    by: str
+    why: str
+    action: str  # promote | rollback
+
+    def record(self) -> dict:
+        return {"alias": self.alias, "from": self.old, "to": self.new, "at": self.at,
+                "by": self.by, "why": self.why, "action": self.action}
+
+    def summary(self) -> str:
+        return f"{self.alias}: {self.old or '(none)'} → {self.new} ({self.action} by {self.by}" \
+               + (f": {self.why})" if self.why else ")")
+
+
+class Registry:
+    """Versions and aliases of one dataset's models in `store`."""
+
+    def __init__(self, store: Store, dataset: str):
+        self.store = store
+        self.dataset = check_name(dataset, "dataset")
+        self._history: dict[str, dict] = {}  # history key → its record (immutable objects)
+
+    # ------------------------------------------------------------------------------ keys
+    def _version_key(self, version: str, name: str = "") -> str:
+        base = f"{self.dataset}/versions/{check_name(version, 'version')}"
+        return f"{base}/{check_name(name, 'file')}" if name else base
+
+    def _alias_key(self, alias: str) -> str:
+        return f"{self.dataset}/aliases/{self._alias(alias)}.json"
+
+    def _run_key(self, run_id: str) -> str:
+        return f"{self.dataset}/runs/{check_name(run_id, 'run')}.json"
+
+    @staticmethod
+    def _alias(alias: str) -> str:
+        check_name(alias, "alias")
+        if alias not in ALIASES:
+            raise RegistryError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
+        return alias
+
+    # -------------------------------------------------------------------------- reading
+    def manifest(self, version: str) -> dict:
+        """The manifest of a complete version; RegistryError when there is none."""
+        return self._manifest(version)[1]
+
+    def _manifest(self, version: str) -> tuple[bytes, dict]:
+        key = self._version_key(version, MANIFEST)
+        try:
+            data = self.store.get_bytes(key)
+        except ObjectNotFound:
+            raise RegistryError(f"no version {version!r} of dataset {self.dataset!r} in "
+                                f"{self.store.uri(self.dataset)} (see `shoprec models list`)"
+                                ) from None
+        m = _json(data, self.store.uri(key))
+        if m.get("format") != FORMAT or m.get("version") != version \
+                or m.get("dataset") != self.dataset or not isinstance(m.get("files"), dict):
+            raise RegistryError(f"{self.store.uri(key)}: not the manifest of version {version} "
+                                f"of {self.dataset} (format, version, dataset or files wrong)")
+        return data, m
+
+    def versions(self) -> list[str]:
+        """Complete versions (with a manifest), oldest first."""
+        return sorted(v for v, files in self._version_files().items() if MANIFEST in files)
+
+    def _version_files(self) -> dict[str, set[str]]:
+        prefix = f"{self.dataset}/versions/"
+        out: dict[str, set[str]] = {}
+        for key in self.store.list(prefix):
+            version, _, name = key[len(prefix):].partition("/")
+            if name:
+                out.setdefault(version, set()).add(name)
+        return out
+
+    def alias(self, alias: str) -> dict | None:
+        """{version, at, by, why} of an alias, or None when it was never set."""
+        key = self._alias_key(alias)
+        try:
+            return _json(self.store.get_bytes(key), self.store.uri(key))
+        except ObjectNotFound:
+            return None
+
+    def aliases(self) -> dict[str, str]:
+        """alias → version, for the aliases that are set."""
+        return {a: rec["version"] for a in ALIASES if (rec := self.alias(a))}
+
+    def resolve(self, ref: str) -> str:
+        """A version name from an alias or a version name."""
+        if ref in ALIASES:
+            rec = self.alias(ref)
+            if rec is None:
+                raise RegistryError(f"alias {ref!r} of dataset {self.dataset!r} points at no "
+                                    f"version yet: `shoprec models promote VERSION --alias {ref}`")
+            return check_name(rec.get("version"), "version")
+        return check_name(ref, "version")
+
+    def history(self, alias: str | None = None) -> list[dict]:
+        """Every alias move (of `alias`, or all), oldest first."""
+        if alias is not None:
+            self._alias(alias)
+        keys = self.store.list(f"{self.dataset}/history/")
+        missing = [k for k in keys if k not in self._history]
+        if missing:  # history objects never change: each is fetched once per Registry
+            def get(key: str) -> dict:
+                return _json(self.store.get_bytes(key), self.store.uri(key))
+
+            if len(missing) < 4:
+                self._history.update((k, get(k)) for k in missing)
+            else:
+                with ThreadPoolExecutor(min(8, len(missing))) as pool:
+                    self._history.update(zip(missing, pool.map(get, missing), strict=True))
+        records = [self._history[k] for k in keys]
+        return [r for r in records if alias is None or r.get("alias") == alias]
+
+    def run_version(self, run_id: str) -> str | None:
+        """The version a run was registered as (None: not registered, or collected since)."""
+        key = self._run_key(run_id)
+        try:
+            version = _json(self.store.get_bytes(key), self.store.uri(key)).get("version")
+        except ObjectNotFound:
+            version = None
+        if version and self.store.exists(self._version_key(version, MANIFEST)):
+            return version
+        # the index is written after the manifest: a crash between them leaves only the latter
+        for v in reversed(self.versions()):
+            try:
+                if self.manifest(v).get("run_id") == run_id:
+                    return v
+            except RegistryError:
+                continue
+        return None
+
+    # -------------------------------------------------------------------------- register
+    def register(self, export_dir: Path, run_id: str, gate_report: dict | None = None) -> str:
+        """Store an export as a new immutable version (or return the run's version when this
+        run was registered before)."""
+        check_name(run_id, "run")
+        existing = self.run_version(run_id)
+        if existing:
+            return existing
+        export = Path(export_dir)
+        files = self._export_files(export)
+        meta = _json(_read(export / "metadata.json"), str(export / "metadata.json"))
+        if meta.get("dataset") != self.dataset:
+            raise RegistryError(f"{export / 'metadata.json'}: dataset {meta.get('dataset')!r}, "
+                                f"not {self.dataset!r}: register it under its own dataset")
+        bad = per_user_paths(meta) + [f"gate_report.{p}" for p in per_user_paths(gate_report)]
+        if bad:
+            raise RegistryError(f"{export}: holds per-user data ({', '.join(bad[:5])}): a "
+                                f"registered version keeps no user ids or per-user rows")
+        checks = {n: {"sha256": sha256_file(export / n), "size": (export / n).stat().st_size}
+                  for n in files}
+        training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+        manifest = {
+            "format": FORMAT, "dataset": self.dataset, "run_id": run_id,
+            "created_at": meta.get("created_at"), "model_format": meta.get("format"),
+            "recommender": recommender_kind(export), "protocol": training.get("protocol"),
+            "data_window": meta.get("data_window"),
+            "feature_service": meta.get("feature_service"),
+            "training_feature_service": meta.get("training_feature_service"),
+            "code_version": meta.get("code_version"), "torch_version": meta.get("torch_version"),
+            "seed": meta.get("seed"), "metrics": meta.get("metrics") or {},
+            "gate_report": gate_report, "files": checks,
+        }
+        now = _now()
+        version = check_name(f"v{now:%Y%m%dT%H%M%S.%f}-{sha256_bytes(dumps(manifest))[:6]}",
+                             "version")
+        manifest |= {"version": version, "registered_at": now.isoformat()}
+        for name in files:
+            self.store.put_file(self._version_key(version, name), export / name)
+        changed = [n for n in files if sha256_file(export / n) != checks[n]["sha256"]]
+        if changed:  # rewritten while uploading: leave no manifest, gc collects the rest
+            raise RegistryError(f"{export}: {', '.join(changed)} changed while registering; "
+                                f"nothing was registered, try again")
+        self.store.put_bytes(self._version_key(version, MANIFEST), dumps(manifest))  # LAST
+        self.store.put_bytes(self._run_key(run_id), dumps({"version": version}))
+        return version
+
+    @staticmethod
+    def _export_files(export: Path) -> list[str]:
+        if not export.is_dir():
+            raise RegistryError(f"{export}: no such export folder")
+        names, bad = [], []
+        for p in sorted(export.iterdir()):
+            if p.name.startswith("."):
+                continue  # shoprec.atomic's temporaries
+            if p.is_symlink() or not p.is_file():
+                bad.append(p.name)
+            else:
+                names.append(check_name(p.name, "file"))
+        if bad:
+            raise RegistryError(f"{export}: {', '.join(bad)} not a plain file: an export is a "
+                                f"flat folder of files")
+        if MANIFEST in names:
+            raise RegistryError(f"{export}: holds a {MANIFEST}: that name is the registry's")
+        missing = [n for n in REQUIRED if n not in names]
+        if missing:
+            raise RegistryError(f"{export}: incomplete export (half-written, or not a shoprec "
+                                f"run): missing {', '.join(missing)}")
+        return names
+
+    # -------------------------------------------------------------------------- aliases
+    def promote(self, version: str, alias: str = "production", by: str | None = None,
+                why: str = "") -> Move | None:
+        """Point `alias` at `version` (one atomic write) and append the move to the history.
+        None when it already points there."""
+        alias = self._alias(alias)
+        self.manifest(version)  # only a complete version can be aliased
+        current = self.alias(alias)
+        old = current.get("version") if current else None
+        if old == version:
+            return None
+        return self._move(alias, old, version, by, why, "promote")
+
+    def rollback(self, alias: str = "production", by: str | None = None,
+                 why: str = "") -> Move:
+        """Point `alias` back at the version it held before its last move (the history is a
+        stack: promote pushes, rollback pops)."""
+        alias = self._alias(alias)
+        current = self.alias(alias)
+        if current is None:
+            raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: it points at "
+                                f"no version yet")
+        target = self.rollback_target(alias)
+        if target is None:
+            raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: no previous "
+                                f"version in its history (it holds {current['version']})")
+        try:
+            self.manifest(target)
+        except RegistryError:
+            raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: its previous "
+                                f"version {target} no longer exists") from None
+        return self._move(alias, current.get("version"), target, by, why, "rollback")
+
+    def rollback_target(self, alias: str) -> str | None:
+        stack: list[str] = []
+        for rec in self.history(alias):
+            if rec.get("action") == "rollback":
+                if stack:
+                    stack.pop()
+            elif rec.get("from"):
+                stack.append(rec["from"])
+        return stack[-1] if stack else None
+
+    def _move(self, alias: str, old: str | None, new: str, by: str | None, why: str,
+              action: str) -> Move:
+        now = _now()
+        move = Move(alias, old, new, now.isoformat(), by or default_actor(), why or "", action)
+        self.store.put_bytes(self._alias_key(alias), dumps(
+            {"version": new, "at": move.at, "by": move.by, "why": move.why}))
+        key = f"{self.dataset}/history/{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:12]}.json"
+        self.store.put_bytes(key, dumps(move.record()))  # a new object: nothing rewritten
+        return move
+
+    # ----------------------------------------------------------------------------- load
+    def load(self, ref: str, cache_dir: Path) -> Path:
+        """A local folder holding version `ref` (an alias or a version), every file checked
+        against the manifest's sha256; a verified copy already in `cache_dir` is reused."""
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            version = self.resolve(ref)
+            try:
+                return self._fetch(version, Path(cache_dir))
+            except ObjectNotFound as e:  # collected after the alias moved on: follow it again
+                if ref not in ALIASES or attempt == LOAD_ATTEMPTS:
+                    raise RegistryError(f"version {version} of {self.dataset!r} is incomplete "
+                                        f"in the store: {e}") from None
+        raise AssertionError("unreachable")
+
+    def _fetch(self, version: str, cache_dir: Path) -> Path:
+        data, manifest = self._manifest(version)
+        files = manifest["files"]
+        for name in files:
+            check_name(name, "file")
+        folder = cache_dir / version
+        if _verified(folder, data, files):
+            return folder
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f"{TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            for name, want in files.items():
+                key = self._version_key(version, name)
+                self.store.get_file(key, tmp / name)
+                got = sha256_file(tmp / name)
+                if got != want.get("sha256") or (tmp / name).stat().st_size != want.get("size"):
+                    raise RegistryError(
+                        f"{self.store.uri(key)}: sha256 {got[:12]}… does not match the "
+                        f"manifest's {str(want.get('sha256'))[:12]}… (damaged or tampered): "
+                        f"version {version} refused")
+            (tmp / MANIFEST).write_bytes(data)
+            _place(tmp, folder, data, files)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+    # ------------------------------------------------------------------------------- gc
+    def gc(self, keep: int = 5, *, dry_run: bool = False) -> list[str]:
+        """Delete the versions no alias points at (nor would roll back to) and not among the
+        `keep` newest; also incomplete versions older than an hour. The deleted, oldest first."""
+        if keep < 0:
+            raise RegistryError(f"gc --keep {keep}: expected 0 or more")
+        all_files = self._version_files()
+        complete = sorted(v for v, names in all_files.items() if MANIFEST in names)
+        protected = set(complete[-keep:] if keep else [])
+        for a in ALIASES:
+            rec = self.alias(a)
+            if rec:
+                protected.add(rec.get("version"))
+                protected.add(self.rollback_target(a))
+        doomed = [v for v in complete if v not in protected]
+        cutoff = _now() - INCOMPLETE_GRACE
+        for v, names in all_files.items():
+            m = VERSION_RE.match(v)
+            if MANIFEST not in names and m and dt.datetime.strptime(
+                    m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.UTC) < cutoff:
+                doomed.append(v)
+        doomed.sort()
+        if dry_run:
+            return doomed
+        for v in doomed:
+            names = all_files[v]
+            if MANIFEST in names:  # first: the version stops existing before its files go
+                self.store.delete(self._version_key(v, MANIFEST))
+            for name in sorted(names - {MANIFEST}):
+                self.store.delete(f"{self._version_key(v)}/{name}")
+        gone = set(doomed)
+        for key in self.store.list(f"{self.dataset}/runs/"):
+            try:
+                if _json(self.store.get_bytes(key), key).get("version") in gone:
+                    self.store.delete(key)
+            except (ObjectNotFound, RegistryError):
+                continue
+        return doomed
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"{path}: cannot be read: {e.strerror or e}") from None
+
+
+def _verified(folder: Path, manifest: bytes, files: dict) -> bool:
+    """`folder` holds exactly this manifest and files of its sizes and sha256."""
+    try:
+        if (folder / MANIFEST).read_bytes() != manifest:
+            return False
+        for name, want in files.items():
+            p = folder / name
+            if p.stat().st_size != want.get("size") or sha256_file(p) != want.get("sha256"):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _place(tmp: Path, folder: Path, manifest: bytes, files: dict) -> None:
+    """Rename the verified download into place; a damaged copy there is moved aside first,
+    a good one (another loader won the race) is kept."""
+    for _ in range(5):
+        try:
+            os.rename(tmp, folder)
+            return
+        except OSError:  # folder exists and is not empty
+            if _verified(folder, manifest, files):
+                return
+            trash = folder.parent / f"{TMP_PREFIX}trash-{folder.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(folder, trash)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+    raise RegistryError(f"{folder}: cannot place the downloaded version (concurrent writers?)")
+

@@ -1,0 +1,353 @@
+"""The model registry, the whole suite on both backends: a local directory and S3 (a moto server
+process on loopback). Exports are tiny but real: a TorchScript module, an item matrix and
+metadata of the format `training.export.ExportedModel` loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from shoprec.config import reset_settings_cache
+from shoprec.names import InvalidName, check_name
+from shoprec.registry import (
+    ALIASES,
+    MANIFEST,
+    Registry,
+    RegistryError,
+    gc,
+    history,
+    load,
+    promote,
+    register,
+    rollback,
+)
+from shoprec.registry.manifest import VERSION_RE, sha256_file
+from shoprec.storage import LocalStore
+from tests.test_storage import new_s3_store, running_moto_server
+from training.export import FORMAT, ExportedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self, n_items: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.items = torch.nn.Parameter(torch.randn(n_items + 1, 4, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.items[x].sum(0)
+
+
+def make_export(folder: Path, seed: int, dataset: str = "shop", blend: bool = False,
+                **extra) -> Path:
+    """A real export of `training/export.py`'s format, small enough to build in milliseconds."""
+    folder.mkdir(parents=True)
+    ids = [f"item-{i}" for i in range(5)]
+    model = _Tiny(len(ids), seed)
+    torch.jit.script(model).save(str(folder / "model.ts"))
+    torch.save(model.items.detach().clone(), folder / "items.pt")
+    meta = {
+        "format": FORMAT, "created_at": "2026-01-01T00:00:00+00:00", "dataset": dataset,
+        "code_version": "abc123", "torch_version": torch.__version__, "seed": seed,
+        "training": {"protocol": "time"},
+        "metrics": {"model/test": {"ndcg@10": 0.1 + seed / 100, "recall@20": 0.2, "users": 40},
+                    "blend/test": {"ndcg@10": 0.3, "recall@20": 0.4, "users": 40}},
+        "data_window": {"protocol": "time", "train": ["2026-01-01", "2026-01-20"],
+                        "evaluated_users": {"valid": 40, "test": 40, "of": 50}},
+        "feature_service": "recommender_v2", "training_feature_service": None,
+        "inputs": {"max_len": 8, "n_user_features": 0, "user_features": []},
+        "items": {"ids": ids, "categories": ["a"], "brands": ["b"], "price_edges": [1.0]},
+        **extra,
+    }
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    if blend:
+        (folder / "blend.json").write_text(json.dumps({"kind": "ranker", "weights": {}}))
+        torch.save(torch.ones(len(ids) + 1), folder / "popularity.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory) -> list[Path]:
+    base = tmp_path_factory.mktemp("exports")
+    return [make_export(base / f"run{i}" / "export", seed=i, blend=i == 1) for i in range(6)]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    with running_moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "registry")
+    return new_s3_store(request.getfixturevalue("s3_endpoint"))
+
+
+@pytest.fixture
+def reg(store) -> Registry:
+    return Registry(store, "shop")
+
+
+def _matches_manifest(folder: Path) -> str:
+    """The folder's version, after proving every file matches its manifest."""
+    manifest = json.loads((folder / MANIFEST).read_bytes())
+    for name, want in manifest["files"].items():
+        assert sha256_file(folder / name) == want["sha256"], name
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*manifest["files"], MANIFEST])
+    assert folder.name == manifest["version"]
+    return manifest["version"]
+
+
+def test_register_is_idempotent_per_run_id(store, exports, tmp_path):
+    v = register(store, exports[1], "shop", "run1", gate_report={"passed": True})
+    assert VERSION_RE.match(v) and check_name(v, "version") == v
+    assert register(store, exports[1], "shop", "run1") == v
+    assert register(store, exports[2], "shop", "run1") == v  # the run id decides
+    reg = Registry(store, "shop")
+    assert reg.versions() == [v]
+    m = reg.manifest(v)
+    assert m["run_id"] == "run1" and m["recommender"] == "ranker"
+    assert m["gate_report"] == {"passed": True} and m["feature_service"] == "recommender_v2"
+    assert m["data_window"]["train"] == ["2026-01-01", "2026-01-20"]
+    assert m["metrics"]["blend/test"]["ndcg@10"] == 0.3 and m["code_version"] == "abc123"
+    assert set(m["files"]) == {"metadata.json", "model.ts", "items.pt", "blend.json",
+                               "popularity.pt"}
+    for name, f in m["files"].items():
+        assert f == {"sha256": sha256_file(exports[1] / name),
+                     "size": (exports[1] / name).stat().st_size}
+    assert store.exists(f"shop/versions/{v}/{MANIFEST}")
+    # a version loads as serving loads it: TorchScript + weights_only
+    folder = load(store, "shop", v, cache_dir=tmp_path / "cache")
+    model = ExportedModel(folder)
+    assert torch.equal(model.items, torch.load(exports[1] / "items.pt", weights_only=True))
+    assert model.blend["kind"] == "ranker" and _matches_manifest(folder) == v
+
+
+def test_register_refuses_per_user_data_and_bad_exports(store, tmp_path):
+    bad = make_export(tmp_path / "e1", seed=1, per_user={"u1": [1, 2]})
+    with pytest.raises(RegistryError, match="per-user data.*per_user"):
+        register(store, bad, "shop", "r1")
+    ids = make_export(tmp_path / "e2", seed=1, users=["u1", "u2"])
+    with pytest.raises(RegistryError, match="per-user data.*users"):
+        register(store, ids, "shop", "r2")
+    ok = make_export(tmp_path / "e3", seed=1)
+    with pytest.raises(RegistryError, match=r"gate_report\.user_ids"):
+        register(store, ok, "shop", "r3", gate_report={"user_ids": ["u9"]})
+    with pytest.raises(RegistryError, match="dataset 'shop', not 'acme'"):
+        register(store, ok, "acme", "r4")
+    (ok / "model.ts").unlink()
+    with pytest.raises(RegistryError, match="incomplete export.*model.ts"):
+        register(store, ok, "shop", "r5")
+    with pytest.raises(RegistryError, match="no such export"):
+        register(store, tmp_path / "nothing", "shop", "r6")
+    assert store.list() == []
+
+
+def test_one_changed_byte_is_refused(store, reg, exports, tmp_path):
+    v = reg.register(exports[0], "run0")
+    key = f"shop/versions/{v}/items.pt"
+    good = store.get_bytes(key)
+    cache = tmp_path / "cache"
+    folder = reg.load(v, cache)
+    # a damaged local copy is not reused: the version is fetched again
+    data = bytearray((folder / "items.pt").read_bytes())
+    data[-1] ^= 1
+    (folder / "items.pt").write_bytes(bytes(data))
+    assert _matches_manifest(reg.load(v, cache)) == v
+    # a damaged stored file is refused, naming it, and nothing is left in the cache
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0x40
+    store.put_bytes(key, bytes(damaged))
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RegistryError, match=r"items\.pt: sha256 .* does not match") as e:
+        reg.load(v, fresh)
+    assert "\n" not in str(e.value)
+    assert list(fresh.iterdir()) == []
+
+
+def test_promote_rollback_history(store, reg, exports, tmp_path):
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    with pytest.raises(RegistryError, match="points at no version yet"):
+        reg.rollback()
+    with pytest.raises(RegistryError, match="points at no version yet"):
+        reg.load("production", tmp_path / "c")
+    assert promote(store, "shop", v[0], by="ann", why="first").new == v[0]
+    with pytest.raises(RegistryError, match="no previous version"):
+        rollback(store, "shop")
+    assert reg.promote(v[0]) is None  # already there: no move, no history
+    reg.promote(v[1], by="bob")
+    reg.promote(v[2], by="bob", why="better")
+    reg.promote(v[2], alias="candidate")
+    assert reg.aliases() == {"production": v[2], "candidate": v[2]}
+    assert reg.alias("production")["by"] == "bob" and reg.alias("production")["why"] == "better"
+    move = reg.rollback(by="ann", why="regression")
+    assert (move.old, move.new, move.action) == (v[2], v[1], "rollback")
+    assert rollback(store, "shop").new == v[0]
+    with pytest.raises(RegistryError, match=r"no previous version .*holds " + v[0]):
+        reg.rollback()
+    assert _matches_manifest(load(store, "shop", "production", cache_dir=tmp_path / "c")) == v[0]
+    hist = history(store, "shop", "production")
+    assert [(h["from"], h["to"], h["action"]) for h in hist] == [
+        (None, v[0], "promote"), (v[0], v[1], "promote"), (v[1], v[2], "promote"),
+        (v[2], v[1], "rollback"), (v[1], v[0], "rollback")]
+    assert hist[0]["by"] == "ann" and hist[0]["why"] == "first" and hist[0]["alias"] == "production"
+    assert len(reg.history()) == 6 and [h["alias"] for h in reg.history("candidate")] == \
+        ["candidate"]
+    # promote after rollbacks: rollback undoes the newest move
+    reg.promote(v[2])
+    assert reg.rollback().new == v[0]
+    with pytest.raises(RegistryError, match="no version 'v20000101T000000-000000'"):
+        reg.promote("v20000101T000000-000000")
+    assert ALIASES == ("candidate", "production")
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, v: r.promote("../x"),
+    lambda r, v: r.promote(v, alias="a/b"),
+    lambda r, v: r.rollback(alias="../production"),
+    lambda r, v: r.load("../x", Path("/tmp/never")),
+    lambda r, v: r.load("a/b", Path("/tmp/never")),
+    lambda r, v: r.manifest("v1/../../x"),
+    lambda r, v: r.history(alias="a/b"),
+    lambda r, v: Registry(r.store, "../shop"),
+])
+def test_names_that_could_escape_are_refused(reg, exports, call):
+    v = reg.register(exports[0], "run0")
+    before = reg.store.list()
+    with pytest.raises(InvalidName):
+        call(reg, v)
+    assert reg.store.list() == before
+
+
+def test_register_refuses_an_unsafe_run_id(reg, exports):
+    with pytest.raises(InvalidName, match="run name"):
+        reg.register(exports[0], "../run")
+    with pytest.raises(RegistryError, match="not one of candidate, production"):
+        reg.promote("v20000101T000000-000000", alias="staging")
+    assert reg.store.list() == []
+
+
+def test_gc_keeps_aliased_and_newest(store, reg, exports, tmp_path):
+    v = [reg.register(exports[i], f"run{i}") for i in range(5)]
+    reg.promote(v[0])
+    reg.promote(v[2])  # production v2; rollback would go to v0
+    reg.promote(v[1], alias="candidate")
+    stale = "v20000101T000000.000000-abcdef"  # a crashed registration: files, no manifest
+    store.put_bytes(f"shop/versions/{stale}/model.ts", b"half")
+    young = f"v{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.000000-abcdef"
+    store.put_bytes(f"shop/versions/{young}/model.ts", b"in progress")
+    assert reg.gc(keep=1, dry_run=True) == sorted([stale, v[3]])
+    assert reg.versions() == v
+    assert gc(store, "shop", keep=1) == sorted([stale, v[3]])
+    assert reg.versions() == [v[0], v[1], v[2], v[4]]
+    assert not store.list(f"shop/versions/{v[3]}/") and not store.list(f"shop/versions/{stale}")
+    assert store.exists(f"shop/versions/{young}/model.ts")  # may still be being written
+    assert reg.gc(keep=0) == [v[4]]
+    assert set(reg.versions()) == {v[0], v[1], v[2]}
+    for ref in ("production", "candidate", v[0]):
+        _matches_manifest(reg.load(ref, tmp_path / "cache"))
+    assert reg.rollback().new == v[0]
+    # the run of a collected version registers anew
+    v3 = reg.register(exports[3], "run3")
+    assert v3 != v[3] and v3 in reg.versions()
+    with pytest.raises(RegistryError, match="expected 0 or more"):
+        reg.gc(keep=-1)
+
+
+def test_readers_racing_promotions_always_get_a_whole_version(store, reg, exports, tmp_path):
+    v1, v2 = reg.register(exports[0], "run0"), reg.register(exports[1], "run1")
+    reg.promote(v1)
+    stop, errors, seen = threading.Event(), [], []
+    moves = [0]
+
+    def reader() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            cache = tmp_path / f"cache{n // 4}"  # a fresh cache now and then: real downloads
+            try:
+                folder = reg.load("production", cache)
+                seen.append(_matches_manifest(folder))
+                ExportedModel(folder) if n % 10 == 0 else None
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+                return
+
+    def writer() -> None:
+        try:
+            end = time.monotonic() + 2.0
+            while time.monotonic() < end:
+                reg.promote(v2, by="writer")
+                reg.rollback(by="writer")
+                moves[0] += 2
+        except BaseException as e:  # noqa: BLE001
+            errors.append(repr(e))
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=reader),
+               threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert moves[0] >= 4 and len(seen) >= 4 and set(seen) <= {v1, v2}
+    assert {v1, v2} <= set(seen) or moves[0] < 10  # both seen once the alias moved often
+    assert reg.alias("production")["version"] == v1
+
+
+def test_cli(store, exports, tmp_path, monkeypatch, request):
+    """`shoprec models ...` end to end; an expected failure is one red line, exit code 2."""
+    from typer.testing import CliRunner
+
+    from shoprec.cli import app
+
+    home = tmp_path / "home"
+    env = {"SHOPREC_HOME": str(home)}
+    if not isinstance(store, LocalStore):
+        env |= {"SHOPREC_REGISTRY__BUCKET": store.bucket, "SHOPREC_REGISTRY__PREFIX": "registry",
+                "SHOPREC_REGISTRY__ENDPOINT_URL": store.endpoint_url}
+    for k, val in env.items():
+        monkeypatch.setenv(k, val)
+    reset_settings_cache()
+    request.addfinalizer(reset_settings_cache)
+    run_dir = home / "runs" / "shop" / "20260101T000000Z-time-seed1"
+    shutil.copytree(exports[1], run_dir / "export")
+    runner = CliRunner()
+
+    def ok(*args: str, stdout: bool = False) -> str:
+        r = runner.invoke(app, ["models", *args], terminal_width=200)
+        assert r.exit_code == 0, (r.output, r.exception)
+        return r.stdout if stdout else r.output
+
+    version = ok("register", run_dir.name, stdout=True).strip()
+    assert VERSION_RE.match(version)
+    assert "already registered" in ok("register", str(run_dir / "export"))
+    ok("promote", version, "--why", "first")
+    listed = ok("list")
+    assert version in listed and "production" in listed and "blend/test" in listed
+    shown = json.loads(ok("show", "production", stdout=True))
+    assert shown["version"] == version and shown["aliases"] == ["production"]
+    assert "promote" in ok("history")
+    assert "deleted 0" in ok("gc", "--keep", "0")
+    if isinstance(store, LocalStore):  # the real process: one line, no traceback
+        r = subprocess.run([sys.executable, "-m", "shoprec.cli", "models", "rollback"],
+                           env={**os.environ, **env}, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert "cannot roll back 'production'" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
