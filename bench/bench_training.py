@@ -4,8 +4,13 @@ published RecBole figures, the small simulated shop on a time split, and trainin
 Every stage runs through the CLI a user would run (import/simulate → validate → transform →
 Feast materialize → train), in a fresh SHOPREC_HOME.
 
-    python -m bench.bench_training            # both datasets
-    python -m bench.bench_training ml-100k    # or: shop, grocer
+    python -m bench.bench_training            # every dataset
+    python -m bench.bench_training ml-100k    # or: shop, grocer, orders
+
+`orders` is the simulated grocery order history with consumables of
+`examples/grocer-orders/generate.py` (generated at bench time from its frozen seed; the section
+names the sha256 of its orders.csv), imported as a shop's export would be, on the session
+(next-basket) protocol.
 """
 
 from __future__ import annotations
@@ -157,7 +162,7 @@ def bench_grocer(home: Path, env: dict) -> str:
     rep, wall, rss = _train(env, home, "grocer", args)
     runs = [json.loads((Path(r) / "metrics.json").read_text()) for r in rep["runs"]]
     who = runs[0]["window"].get("evaluated_users", {})
-    repeat = _repeat_share(home)
+    repeat = _repeat_share(home, "grocer")
     return (f"The README's grocer export (`examples/shop-export/`, purchases only, no prices or "
             f"sessions: sessions cut at 30 minutes), session protocol: each customer's last "
             f"order is the test, every item in it a target; {who.get('test', '?')} of "
@@ -167,14 +172,14 @@ def bench_grocer(home: Path, env: dict) -> str:
             f"Test, mean ± std of seeds 1, 2, 3:\n\n{_seed_table(rep)}\n\n{_verdict(rep)}")
 
 
-def _repeat_share(home: Path) -> float:
+def _repeat_share(home: Path, dataset: str = "grocer") -> float:
     """Share of test targets the user had bought before (what makes the log repeat-heavy)."""
     from shoprec.config import Settings
     from training.data import load_interactions
     from training.splits import make_split
 
     s = Settings(home=home)
-    x = load_interactions(s, "grocer")
+    x = load_interactions(s, dataset)
     t = make_split(x, "session").test
     b = x.user_bounds()
     hits = total = 0
@@ -184,6 +189,62 @@ def _repeat_share(home: Path) -> float:
         hits += sum(int(i) in seen for i in targets)
         total += len(targets)
     return hits / max(total, 1)
+
+
+ORDERS_GENERATOR = ROOT / "examples" / "grocer-orders" / "generate.py"
+ORDERS_SIM = {"seed": 2026, "customers": 2000, "products": 800, "days": 120}  # its defaults
+ORDERS_MINUTES = 1.0  # --max-minutes per seed: the training loop's budget (baselines, blend and
+# export come on top of it)
+
+
+def bench_orders(home: Path, env: dict) -> str:
+    """The simulated grocery order history with consumables, generated from its frozen seed,
+    through the importer as a shop's export; session protocol, 3 seeds."""
+    import hashlib
+
+    sh, ds = str(BIN), "orders"
+    data = Path(tempfile.mkdtemp(prefix="shoprec-grocer-orders-"))
+    try:
+        flags = [a for k, v in ORDERS_SIM.items() for a in (f"--{k}", str(v))]
+        gen_wall, _, _ = run_measured([sys.executable, str(ORDERS_GENERATOR), str(data), *flags],
+                                      env)
+        sha = hashlib.sha256((data / "orders.csv").read_bytes()).hexdigest()
+        run_measured([sh, "data", "import", "file", str(data / "products.csv"), "--kind",
+                      "items", "--dataset", ds, "--map", "item_id=product", "--map",
+                      "title=name", "--map", "category=category"], env)
+        run_measured([sh, "data", "import", "file", str(data / "orders.csv"), "--kind",
+                      "events", "--dataset", ds, "--event-type", "purchase",
+                      "--map", "event_id=order_line", "--map", "user_id=customer",
+                      "--map", "item_id=product", "--map", "event_timestamp=ordered_at",
+                      "--map", "quantity=qty"], env)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    # an order history has no views to follow
+    run_measured([sh, "data", "profile", "--dataset", ds, "--set", "rules.funnel=false"], env)
+    for step in (["validate"], ["transform"], ["features", "materialize"]):
+        run_measured([sh, *step, "--dataset", ds], env)
+    args = ["--protocol", "session", "--seeds", "1,2,3", "--max-minutes", f"{ORDERS_MINUTES:g}"]
+    rep, wall, rss = _train(env, home, ds, args)
+    runs = [json.loads((Path(r) / "metrics.json").read_text()) for r in rep["runs"]]
+    who = runs[0]["window"].get("evaluated_users", {})
+    repeat = _repeat_share(home, ds)
+    from shoprec.config import Settings
+    from training.data import load_interactions
+
+    x = load_interactions(Settings(home=home), ds)
+    return (f"Simulated grocery order history with consumables (`python examples/grocer-orders/"
+            f"generate.py OUT_DIR {' '.join(flags)}`, generated in {gen_wall:.1f} s; orders.csv "
+            f"sha256 `{sha}`), imported with `shoprec "
+            f"data import file ... --dataset orders` (purchases only, no prices, no sessions: "
+            f"cut at 30 minutes, which cuts exactly the orders): {len(x):,} events, "
+            f"{x.n_users:,} customers, {x.catalogue.n_items:,} items. Session protocol: each "
+            f"customer's last order is the test, every item in it a target; "
+            f"{who.get('test', '?')} of {who.get('of', '?')} customers evaluated. Repeat-heavy: "
+            f"{repeat:.0%} of the test targets were bought by that customer before. `shoprec "
+            f"train --dataset orders {' '.join(args)}`: {wall:.0f} s for 3 seeds (training "
+            f"loop capped at {ORDERS_MINUTES:g} min a seed; baselines, blend and export on top), "
+            f"epochs {rep['epochs']}, peak RSS {rss:.0f} MiB, on {rep['device']}.\n\n"
+            f"Test, mean ± std of seeds 1, 2, 3:\n\n{_seed_table(rep)}\n\n{_verdict(rep)}")
 
 
 def main(which: str = "all") -> None:
@@ -202,6 +263,9 @@ def main(which: str = "all") -> None:
         if which in ("all", "grocer"):
             write_section("training: grocer order history (session protocol)",
                           "python -m bench.bench_training grocer", bench_grocer(home, env))
+        if which in ("all", "orders"):
+            write_section("training: grocer order history with consumables (session protocol)",
+                          "python -m bench.bench_training orders", bench_orders(home, env))
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
