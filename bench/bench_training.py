@@ -76,17 +76,42 @@ def bench_ml(home: Path, env: dict) -> str:
     rep, wall, rss = _train(env, home, "ml-100k", cmd)
     m = rep["mean_test"]["model"]
     excl = _mean_excluding(home, rep["runs"])
+    ties = _shuffled_ties(home, rep["runs"])
     return (
         "MovieLens-100K through the importer, leave-one-out per user in time order (last "
         "interaction = test, second to last = validation), full ranking over all 1,682 items, "
         f"mean of seeds 1, 2, 3. `shoprec train --dataset ml-100k {' '.join(cmd)}`: {wall:.0f} s "
-        f"for 3 seeds with baselines and export, peak RSS {rss:.0f} MiB, epochs {rep['epochs']} "
-        f"(early stopping, patience 10), {sum(rep['sequences_per_s']) / 3:,.0f} training "
+        f"for 3 seeds with baselines, blend and export, peak RSS {rss:.0f} MiB, epochs "
+        f"{rep['epochs']} (early stopping, patience 10), "
+        f"{sum(rep['sequences_per_s']) / 3:,.0f} training "
         f"sequences/s on {rep['device']}.\n\n**Every item ranked** (`exclude=none`, RecBole's "
-        f"setting for sequential models):\n\n{_table(rep)}\n\n"
+        f"setting for sequential models):\n\n{_table(rep)}\n\nMean ± std:\n\n"
+        f"{_seed_table(rep)}\n\n{_verdict(rep)}\n\n"
         f"Model: NDCG@10 {m['ndcg@10']:.4f}, Recall@20 {m['recall@20']:.4f} (floor: {FLOORS})."
+        f"\n\n**Ties in time shuffled** (each user's events at one timestamp in a random order, "
+        f"`load_interactions(tie_seed=...)`, the same three exports re-scored by "
+        f"`evaluate_export`, test, mean of the exports):\n\n{ties}"
         "\n\n**Rated movies excluded** (`shoprec evaluate RUN --exclude interacted`, the same "
         f"three exports):\n\n{_table(excl)}")
+
+
+def _shuffled_ties(home: Path, runs: list[str]) -> str:
+    """Model and blend of each export on the source tie order and on two shuffled ones."""
+    from shoprec.config import Settings
+    from training.data import load_interactions
+    from training.evaluate import evaluate_export
+
+    s = Settings(home=home)
+    rows = ["| tie order | model recall@20 | model ndcg@10 | blend recall@20 | blend ndcg@10 |",
+            "|---|---|---|---|---|"]
+    for seed in (None, 1, 2):
+        x = load_interactions(s, "ml-100k", tie_seed=seed)
+        per = [evaluate_export(s, Path(r) / "export", x=x, baselines=False)[0] for r in runs]
+        cell = [sum(p[f"{w}/test"][c] for p in per) / len(per)
+                for w in ("model", "blend") for c in ("recall@20", "ndcg@10")]
+        name = "source (contract.TIE_ORDER)" if seed is None else f"shuffled, seed {seed}"
+        rows.append(f"| {name} | " + " | ".join(f"{v:.4f}" for v in cell) + " |")
+    return "\n".join(rows)
 
 
 def _seed_table(report: dict, cols: tuple[str, ...] = ("recall@20", "ndcg@10")) -> str:
@@ -136,15 +161,25 @@ def _verdict(report: dict) -> str:
 
 def bench_shop(home: Path, env: dict) -> str:
     _prepare(env, "shop")
-    rep, wall, rss = _train(env, home, "shop", ["--seeds", "42", "--max-minutes", "2"])
+    args = ["--seeds", "1,2,3", "--max-minutes", "2"]
+    rep, wall, rss = _train(env, home, "shop", args)
     return (f"Small simulated shop (`shoprec data simulate --scale small`, 60 days), global time "
             f"split: train before the last 6 days, validate on days 55-57, test on days 58-60; "
             f"targets = the distinct items a user interacted with in the test period, full "
-            f"ranking. `shoprec train --dataset shop --max-minutes 2` (the demo's training step): "
-            f"{wall:.0f} s wall (load, Feast "
-            f"point-in-time features, training, evaluation of model and baselines, export), peak "
-            f"RSS {rss:.0f} MiB, {rep['epochs'][0]} epochs, {rep['sequences_per_s'][0]:,.0f} "
-            f"training sequences/s on {rep['device']}.\n\n{_table(rep)}\n\n{_verdict(rep)}")
+            f"ranking. `shoprec train --dataset shop {' '.join(args)}` (each seed is the demo's "
+            f"training step): {wall:.0f} s wall for 3 seeds (load, Feast point-in-time "
+            f"features, training, evaluation of model, baselines and blend, export), peak "
+            f"RSS {rss:.0f} MiB, epochs {rep['epochs']}, "
+            f"{sum(rep['sequences_per_s']) / len(rep['sequences_per_s']):,.0f} training "
+            f"sequences/s on {rep['device']}.\n\nTest, mean of seeds 1, 2, 3:\n\n{_table(rep)}"
+            f"\n\nTest, mean ± std:\n\n{_seed_table(rep)}\n\n{_verdict(rep)}\n\n"
+            f"{_blend_gain(rep, 'personal_history')}")
+
+
+def _blend_gain(report: dict, baseline: str) -> str:
+    m, b = report["mean_test"]["blend"], report["mean_test"][baseline]
+    return "; ".join(f"blend {c} {m[c]:.4f} vs {baseline} {b[c]:.4f} "
+                     f"({(m[c] / b[c] - 1) * 100:+.1f}%)" for c in ("recall@20", "ndcg@10"))
 
 
 def bench_grocer(home: Path, env: dict) -> str:

@@ -43,10 +43,11 @@ def item_matrix(exp: ExportedModel, c: Catalogue) -> tuple[np.ndarray, torch.Ten
 
 
 def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = None,
-                    x: Interactions | None = None, exclude: str | None = None
-                    ) -> tuple[dict[str, dict[str, float]], dict]:
-    """Metrics of the export and the baselines on the run's protocol; `exclude` overrides the
-    run's choice of history items kept out of the ranking."""
+                    x: Interactions | None = None, exclude: str | None = None,
+                    baselines: bool = True) -> tuple[dict[str, dict[str, float]], dict]:
+    """Metrics of the export (its model and blend) and, unless `baselines` is off, the baselines
+    on the run's protocol; `exclude` overrides the run's choice of history items kept out of the
+    ranking."""
     from training.train import run_baselines
 
     exp = ExportedModel(export_dir)  # TrainingDataError for a half-written or foreign export
@@ -95,7 +96,8 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
 
     n, ks = x.catalogue.n_items, tuple(cfg.ks)
     out = {f"model/{es.name}": evaluate(score, es, n, ks) for es in (split.valid, split.test)}
-    out.update(run_baselines(x, split, cfg))
+    if baselines:
+        out.update(run_baselines(x, split, cfg))
     blend = _exported_blend(exp, score, to_export, x, bounds)
     if blend is not None:
         out.update({f"blend/{es.name}": evaluate(blend, es, n, ks)
