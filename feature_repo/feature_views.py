@@ -1,7 +1,7 @@
 """Feature views over dbt's feature tables, and the stream view fed by live pushes.
 
-TTLs: daily aggregates go stale after their longest window (30 days); a user's sequence stays
-meaningful for 90 days of inactivity.
+TTLs: daily aggregates go stale after their longest window (30 days); a user's sequence and
+repeat statistics stay meaningful for 90 days of inactivity.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from feast.types import Array, Float64, Int64, String, UnixTimestamp
 from feature_repo.entities import item, user
 from feature_repo.names import (
     ITEM_DAILY,
+    REPEAT,
     SEQUENCE,
     USER_DAILY,
     USER_LIVE_SEQUENCE,
+    USER_REPEAT,
     USER_SEQUENCE,
 )
 
@@ -72,4 +74,18 @@ def user_live_sequence(push: PushSource) -> StreamFeatureView:
         name=USER_LIVE_SEQUENCE, entities=[user], ttl=timedelta(days=90), source=push,
         online=True, schema=SEQUENCE_FIELDS, timestamp_field="event_timestamp",
         description="The last N interactions up to the latest pushed event (real-time).",
+    )
+
+
+_REPEAT_TYPES = dict(zip(REPEAT, (Array(String), Array(Int64), Array(Int64), Array(Int64),
+                                  Array(Int64), Int64), strict=True))
+
+
+def user_repeat(source: FileSource) -> FeatureView:
+    return FeatureView(
+        name=USER_REPEAT, entities=[user], ttl=timedelta(days=90), source=source, online=True,
+        schema=[Field(name=n, dtype=t) for n, t in _REPEAT_TYPES.items()],
+        description="Per item of the whole history, latest last visit first: sessions, purchase "
+                    "sessions, first and last visit (µs); and the session count (dbt "
+                    "features.feat_user_item_history, at the end of each active day).",
     )

@@ -7,6 +7,6 @@ from shoprec.config import get_settings
 
 _s = get_settings()
 objects = build(_s.feature_exports())
-(user, item, user_daily_source, item_daily_source, user_sequence_source, live_events,
- user_daily, item_daily, user_sequence, user_live_sequence,
- recommender_v1, recommender_training_v1) = objects
+(user, item, user_daily_source, item_daily_source, user_sequence_source, user_repeat_source,
+ live_events, user_daily, item_daily, user_sequence, user_live_sequence, user_repeat,
+ recommender_v1, recommender_training_v1, recommender_v2, recommender_training_v2) = objects

@@ -106,6 +106,35 @@ class RegistrySettings(BaseModel):
     region: str | None = Field(None, description="S3 region (default: boto3's chain).")
 
 
+class GateSettings(BaseModel):
+    """What a candidate must show before it is promoted (SHOPREC_GATES__<FIELD>; gates run in
+    shoprec/registry/gates.py), and when the retraining DAG trains at all."""
+
+    metric: str = Field("ndcg@10", description=(
+        "Metric the candidate is judged by, on the held-out test split (recall@K, ndcg@K, "
+        "mrr@K or hit@K of training.ks)."))
+    metric_by_protocol: dict[str, str] = Field(default_factory=dict, description=(
+        "Per-protocol override of `metric`, e.g. {\"loo\": \"recall@20\"}."))
+    margin: float = Field(0.0, ge=-1.0, description=(
+        "Relative margin over every baseline: the candidate must score more than "
+        "baseline x (1 + margin); 0 = strictly better. Negative values tolerate losing "
+        "(tests on tiny data only)."))
+    max_regression: float = Field(0.0, ge=-1.0, le=1.0, description=(
+        "Refused when candidate < production x (1 - max_regression), both re-scored on the "
+        "same current data and protocol; 0 = never worse than production."))
+    latency_budget_ms: float = Field(50.0, gt=0, description=(
+        "p99 of one user's scoring on CPU (model + ranker), in milliseconds."))
+    latency_calls: int = Field(200, ge=10, description="Single-user calls the p99 is taken over.")
+    min_coverage: float = Field(0.01, ge=0, le=1, description=(
+        "Floor of the candidate's catalogue coverage@20 on the test split."))
+    min_new_events: int = Field(1000, ge=0, description=(
+        "The retraining DAG trains only when at least this many events arrived after the data "
+        "window of the last trained version (production or candidate); 0 = always."))
+
+    def metric_for(self, protocol: str | None) -> str:
+        return self.metric_by_protocol.get(protocol or "", self.metric)
+
+
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
@@ -131,6 +160,7 @@ class Settings(BaseSettings):
     feast: FeastSettings = FeastSettings()
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
+    gates: GateSettings = GateSettings()
 
     # ---------------------------------------------------------------- the map of SHOPREC_HOME
     # Every runtime location is named here and nowhere else (tests/test_layout.py enforces it);

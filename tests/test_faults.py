@@ -358,5 +358,5 @@ def test_evaluate_refuses_a_path_outside_the_home_and_a_run_id_that_escapes(tmp_
 
 def test_features_get_before_apply_is_one_line_exit_2(tmp_path):
     line = _one_line(_cli(tmp_path, "features", "get", "u1"), 2)
-    assert line == ("error: no feature service 'recommender_v1' in the registry of dataset "
+    assert line == ("error: no feature service 'recommender_v2' in the registry of dataset "
                     "'shop': run `shoprec features apply` (or `features materialize`) first")

@@ -22,7 +22,13 @@ import redis
 from typer.testing import CliRunner
 
 from feature_repo.data_sources import export_path
-from feature_repo.names import ITEM_DAILY, USER_DAILY, USER_LIVE_SEQUENCE, USER_SEQUENCE
+from feature_repo.names import (
+    ITEM_DAILY,
+    USER_DAILY,
+    USER_LIVE_SEQUENCE,
+    USER_REPEAT,
+    USER_SEQUENCE,
+)
 from shoprec.cli import app
 from shoprec.config import FeastSettings, Settings, reset_settings_cache
 from shoprec.features import OnlineStoreUnavailable
@@ -143,14 +149,17 @@ def test_training_set_never_holds_a_value_from_the_future(fs):
 
 def test_feature_service_serves_online_and_historical(fs):
     s, store, _ = fs
-    svc = store.get_feature_service("recommender_v1")
-    online = store.get_online_features(features=svc, entity_rows=[{"user_id": "u1"}]).to_dict()
-    assert {"recent_item_ids", "views_7d", "top_category_30d"} <= set(online)
-    training = store.get_feature_service("recommender_training_v1")
-    df = store.get_historical_features(
-        entity_df=pd.DataFrame({"user_id": ["u1"], "event_timestamp": [pd.Timestamp(
-            "2026-01-20", tz="UTC")]}), features=training).to_df()
-    assert {"recent_item_ids", "views_7d"} <= set(df.columns)
+    for version, repeat in (("v1", set()), ("v2", {"repeat_item_ids", "total_sessions"})):
+        svc = store.get_feature_service(f"recommender_{version}")
+        online = store.get_online_features(features=svc,
+                                           entity_rows=[{"user_id": "u1"}]).to_dict()
+        assert {"recent_item_ids", "views_7d", "top_category_30d"} | repeat <= set(online)
+        assert not ({"repeat_item_ids"} - repeat) & set(online)
+        training = store.get_feature_service(f"recommender_training_{version}")
+        df = store.get_historical_features(
+            entity_df=pd.DataFrame({"user_id": ["u1"], "event_timestamp": [pd.Timestamp(
+                "2026-01-20", tz="UTC")]}), features=training).to_df()
+        assert {"recent_item_ids", "views_7d"} | repeat <= set(df.columns)
 
 
 @pytest.mark.slow  # 800 pushes from 8 threads, per backend
@@ -201,7 +210,7 @@ def test_a_push_changes_what_serving_reads_at_once(fs):
 
 # ------------------------------------------- the online store's own watermark (issue 16, item 4)
 
-VIEWS = sorted([ITEM_DAILY, USER_DAILY, USER_LIVE_SEQUENCE, USER_SEQUENCE])
+VIEWS = sorted([ITEM_DAILY, USER_DAILY, USER_LIVE_SEQUENCE, USER_REPEAT, USER_SEQUENCE])
 NO_MARK = "full: no watermark in the online store"
 runner = CliRunner()
 

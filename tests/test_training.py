@@ -285,7 +285,7 @@ def test_export_loads_without_project_code_and_scores_like_the_model(trained):
     s, a, _ = trained
     export = a.run_dir / "export"
     meta = json.loads((export / "metadata.json").read_text())
-    assert meta["feature_service"] == "recommender_v1"
+    assert meta["feature_service"] == "recommender_v2"
     assert meta["metrics"]["model/test"]["ndcg@10"] == a.metrics["model/test"]["ndcg@10"]
     assert meta["data_window"]["protocol"] == "time" and meta["code_version"]
     code = (

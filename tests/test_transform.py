@@ -20,7 +20,8 @@ from shoprec.transform.stubs import write_contract_stubs
 from shoprec.validation import validate
 from tests.conftest import BYOD_DAY, nullable
 
-FEATURES = ("feat_user_daily", "feat_item_daily", "feat_user_recent_sequence")
+FEATURES = ("feat_user_daily", "feat_item_daily", "feat_user_recent_sequence",
+            "feat_user_item_history")
 
 
 def _land(s: Settings, days: int) -> None:
@@ -55,7 +56,7 @@ def built(tmp_path_factory):
 def test_dbt_build_passes_on_tiny_with_tests(built):
     s, report = built
     assert report.counts.get("error", 0) == 0 and report.counts.get("fail", 0) == 0
-    assert report.counts["success"] == 15  # models
+    assert report.counts["success"] == 16  # models
     assert report.counts["pass"] >= 35  # data tests + unit tests
     with _analytics(s) as con:
         n_events = con.execute("select count(*) from marts.fct_events").fetchone()[0]

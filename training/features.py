@@ -49,8 +49,15 @@ def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, 
         "row": np.arange(len(keys)),
     })
     store = get_store(settings, x.dataset)
+    # the service's numeric user features only: it also holds arrays (sequence, repeat
+    # statistics) the model reads elsewhere, and a point-in-time join of those for every
+    # (user, day) costs more than the rest of training's feature loading
     service = store.get_feature_service(TRAINING_SERVICE)
-    df = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    refs = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections
+            for f in p.features if f.name in NUMERIC]
+    if sorted(r.split(":")[1] for r in refs) != sorted(NUMERIC):
+        raise RuntimeError(f"feature service {TRAINING_SERVICE} lacks some of {NUMERIC}")
+    df = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
     df = df.sort_values("row")
     if len(df) != len(keys):
         raise RuntimeError(f"Feast returned {len(df)} rows for {len(keys)} (user, day) keys")
