@@ -110,6 +110,7 @@ def _exported_blend(exp: ExportedModel, score, to_export: np.ndarray, x: Interac
     """The export's promoted recommender (blend.json + popularity.pt), scoring with what the
     export holds: its model, its popularity (mapped to today's items; newer ones count 0)."""
     from training.ranker import Blend, Inputs, Ranker
+    from training.repeat import MAX_ITEMS
 
     if exp.blend is None:
         return None
@@ -121,7 +122,8 @@ def _exported_blend(exp: ExportedModel, score, to_export: np.ndarray, x: Interac
                   else None)
     except ValueError as e:
         raise TrainingDataError(f"{exp.path / 'blend.json'}: {e} (another version?)") from e
-    inputs = Inputs(score, lambda es, rows: pop.expand(len(rows), -1), x, bounds)
+    inputs = Inputs(score, lambda es, rows: pop.expand(len(rows), -1), x, bounds,
+                    exp.blend.get("repeat_max_items", MAX_ITEMS))
     return Blend(inputs, ranker, exp.blend)
 
 

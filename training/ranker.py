@@ -29,7 +29,7 @@ import torch
 
 from training.data import Interactions
 from training.metrics import evaluate
-from training.repeat import RepeatStats, repeat_stats
+from training.repeat import MAX_ITEMS, RepeatStats, repeat_stats
 from training.splits import DAY_US, EvalSet
 
 ScoreFn = Callable[[EvalSet, np.ndarray], torch.Tensor]
@@ -158,9 +158,10 @@ class Inputs:
     popularity: ScoreFn
     x: Interactions
     bounds: np.ndarray
+    max_items: int = MAX_ITEMS  # per user, as the online store keeps them (feast.repeat_max_items)
 
     def features(self, es: EvalSet, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        st = repeat_stats(self.x, self.bounds, es, rows)
+        st = repeat_stats(self.x, self.bounds, es, rows, self.max_items)
         return features(self.model(es, rows).float().cpu(),
                         self.popularity(es, rows).float().cpu(), st)
 
@@ -334,6 +335,7 @@ def fit_blend(inputs: Inputs, valid: EvalSet, n_items: int, ks: tuple[int, ...],
     scores = {p: _ndcg10(v, d.targets) for p, v in oof.items()}
     best = max(scores, key=lambda p: scores[p])  # the model alone first: kept on a tie
     info = {"kind": "ranker", "inputs": ["model", "popularity", "repeat"], "fit_rows": len(rows),
+            "repeat_max_items": inputs.max_items,
             "oof_ndcg@10": {("model" if p is None else f"l2={p[0]},steps={p[1]}"): round(v, 5)
                             for p, v in scores.items()}}
     if best is None:

@@ -414,7 +414,8 @@ def _blend(score: Callable, fitted: dict[str, Callable], metrics: dict, run: _Ru
     if "popularity" not in fitted:
         return None
     n_items, ks = run.mc.n_items, tuple(run.cfg.ks)
-    inputs = Inputs(score, fitted["popularity"], run.x, run.x.user_bounds())
+    inputs = Inputs(score, fitted["popularity"], run.x, run.x.user_bounds(),
+                    run.settings.feast.repeat_max_items)
     blend, valid_metrics = fit_blend(inputs, run.split.valid, n_items, ks, seed=run.seed)
     metrics["blend/valid"] = valid_metrics
     metrics["blend/test"] = evaluate(blend, run.split.test, n_items, ks)
