@@ -21,6 +21,7 @@ model alone (`model_weight_only`). The test set is never read for any of it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -322,6 +323,7 @@ def fit_blend(inputs: Inputs, valid: EvalSet, n_items: int, ks: tuple[int, ...],
     """Fit the ranker on the validation rows; keep it only where it beats the model alone out of
     fold. Returns the blend and its validation metrics: out of fold (each row scored by a ranker
     that never saw it), since in-sample figures would flatter it."""
+    t0 = time.perf_counter()
     n = n_items + 1
     rng = np.random.default_rng(seed)
     rows = np.arange(len(valid))
@@ -345,6 +347,7 @@ def fit_blend(inputs: Inputs, valid: EvalSet, n_items: int, ks: tuple[int, ...],
         ranker = _fit(d, best[0], (best[1],), seed)[0]
         info.update(l2=best[0], steps=best[1], weights=ranker.tables())
     oof = oof[best]
+    info["fit_seconds"] = round(time.perf_counter() - t0, 1)
     sub = valid.subset(rows)
     metrics = evaluate(lambda es, r: oof[torch.from_numpy(r)], sub, n_items, ks)
     return Blend(inputs, ranker, info), metrics
