@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from feature_repo.names import TRAINING_SERVICE
 from shoprec.config import Settings, TrainingSettings
 from training.data import Catalogue, Interactions, TrainingDataError, bucketize, load_interactions
 from training.export import ExportedModel
@@ -76,7 +77,8 @@ def evaluate_export(settings: Settings, export_dir: Path, dataset: str | None = 
     if n_feat:
         from training.features import user_day_features
 
-        feats = user_day_features(settings.model_copy(update={"dataset": dataset}), x)
+        service = meta.get("training_feature_service") or TRAINING_SERVICE
+        feats = user_day_features(settings.model_copy(update={"dataset": dataset}), x, service)
     bounds = x.user_bounds()
 
     def score(es: EvalSet, rows: np.ndarray) -> torch.Tensor:

@@ -27,8 +27,10 @@ def user_feature_vector(values: dict[str, float | None]) -> list[float]:
         1.0 if present else 0.0]
 
 
-def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    """(row -> feature-table index [len(x)], table [n_user_days, N_FEATURES] float32)."""
+def user_day_features(settings: Settings, x: Interactions, service_name: str = TRAINING_SERVICE
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(row -> feature-table index [len(x)], table [n_user_days, N_FEATURES] float32), through
+    `service_name` (an export re-scored later names the service it was trained with)."""
     from shoprec.features.store import get_store
     from training.data import TrainingDataError
 
@@ -52,11 +54,11 @@ def user_day_features(settings: Settings, x: Interactions) -> tuple[np.ndarray, 
     # the service's numeric user features only: it also holds arrays (sequence, repeat
     # statistics) the model reads elsewhere, and a point-in-time join of those for every
     # (user, day) costs more than the rest of training's feature loading
-    service = store.get_feature_service(TRAINING_SERVICE)
+    service = store.get_feature_service(service_name)
     refs = [f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections
             for f in p.features if f.name in NUMERIC]
     if sorted(r.split(":")[1] for r in refs) != sorted(NUMERIC):
-        raise RuntimeError(f"feature service {TRAINING_SERVICE} lacks some of {NUMERIC}")
+        raise RuntimeError(f"feature service {service_name} lacks some of {NUMERIC}")
     df = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
     df = df.sort_values("row")
     if len(df) != len(keys):
