@@ -1,4 +1,5 @@
-"""`shoprec models ...`: the registry: list, show, register, promote, rollback, history, gc."""
+"""`shoprec models ...`: the registry: list, show, gate, register, promote, rollback, history,
+gc."""
 
 from __future__ import annotations
 
@@ -59,19 +60,12 @@ def show_cmd(ref: str = typer.Argument(..., help="A version or an alias."),
     typer.echo(json.dumps(manifest, indent=1, default=str))
 
 
-@app.command("register")
-def register_cmd(
-    run: str = typer.Argument(None, help="A run id of the dataset, a run folder or an export "
-                                         "folder (default: the dataset's latest run)."),
-    dataset: str = DATASET,
-    run_id: str = typer.Option(None, help="Run id to record (default: the run folder's name)."),
-) -> None:
-    """Register a training run's export as a new immutable version (again: nothing new)."""
+def _export_of(run: str | None, ds: str) -> Path:
+    """The export folder of a run id, a run folder or an export folder (default: latest run)."""
     from shoprec.names import check_name
     from shoprec.registry import RegistryError
 
     s = get_settings()
-    ds = dataset or s.dataset
     if run is None:
         from training.runner import latest_run
 
@@ -84,13 +78,84 @@ def register_cmd(
     if not (export / "metadata.json").is_file():
         raise RegistryError(f"{folder}: neither a run folder with an export/ nor an export "
                             f"(no metadata.json)")
+    return export
+
+
+RUN = typer.Argument(None, help="A run id of the dataset, a run folder or an export folder "
+                                "(default: the dataset's latest run).")
+
+
+def _print_gate(report: dict) -> None:
+    for c in report["checks"]:
+        mark = "skip" if c.get("skipped") else ("pass" if c["passed"] else "FAIL")
+        typer.echo(f"{mark:<4}  {c['name']:<24} {c['reason']}")
+
+
+@app.command("register")
+def register_cmd(
+    run: str = RUN,
+    dataset: str = DATASET,
+    run_id: str = typer.Option(None, help="Run id to record (default: the run folder's name)."),
+    gate: bool = typer.Option(False, "--gate", help="Run the gates first (`shoprec models "
+                                                    "gate`); their verdict goes into the "
+                                                    "manifest."),
+) -> None:
+    """Register a training run's export as a new immutable version (again: nothing new). The
+    export's gate.json, when there is one, is recorded as its gate report."""
+    from shoprec.names import check_name
+    from shoprec.registry.gates import read_report, run_gates
+
+    s = get_settings()
+    ds = dataset or s.dataset
+    export = _export_of(run, ds)
     rid = run_id or (export.parent.name if export.name == "export" else export.name)
     reg = _registry(ds)
     before = reg.run_version(check_name(rid, "run"))
-    version = before or reg.register(export, rid)
+    if not before and gate:
+        report = run_gates(s, export.parent if export.name == "export" else export, ds,
+                           store=reg.store)
+        console.print(report.summary(), markup=False, highlight=False)
+    version = before or reg.register(export, rid, read_report(export))
     verb = "already registered" if before else "[green]registered[/]"
     console.print(f"{verb} {version} (run {rid}) → {reg.store.uri(reg.dataset)}")
     typer.echo(version)
+
+
+@app.command("gate")
+def gate_cmd(
+    run: str = RUN,
+    dataset: str = DATASET,
+    register: bool = typer.Option(False, "--register", help="Then register the run and promote "
+                                  "it: candidate always, production when every gate passed."),
+    run_id: str = typer.Option(None, help="Run id to record (default: the run folder's name)."),
+) -> None:
+    """Judge a run before promotion: beats every baseline, no regression against production,
+    single-user p99 latency, sanity. Writes gate.json and gate.html into its export; exits 1
+    when refused."""
+    from shoprec.registry.gates import run_gates
+
+    s = get_settings()
+    ds = dataset or s.dataset
+    export = _export_of(run, ds)
+    run_dir = export.parent if export.name == "export" else export
+    if register:
+        from shoprec.pipeline.training import gate_register_promote
+
+        out = gate_register_promote(s, run_dir, dataset=ds, run_id=run_id)
+        report = json.loads((export / "gate.json").read_bytes())
+        _print_gate(report)
+        console.print(out["summary"], markup=False, highlight=False)
+        for alias, what in out["moved"].items():
+            console.print(f"{alias}: {what}", markup=False, highlight=False)
+        passed = out["passed"]
+    else:
+        result = run_gates(s, run_dir, ds)
+        _print_gate(result.to_json())
+        console.print(result.summary(), markup=False, highlight=False)
+        passed = result.passed
+    console.print(f"report: {export / 'gate.html'}", markup=False, highlight=False)
+    if not passed:
+        raise typer.Exit(1)
 
 
 @app.command("promote")
