@@ -74,4 +74,15 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
         console.print(f"   blend = {what}, fitted and chosen on validation")
     console.print(f"   {result.summary()}")
 
+    from shoprec.pipeline.training import gate_register_promote
+
+    console.print("[bold]7. gate, register, promote[/] (default gates: beat every baseline on "
+                  "the test split, no regression against production, p99 latency, sanity)")
+    g = gate_register_promote(s, result.run_dir, by="shoprec demo")
+    verdict = "passed: production" if g["passed"] else "refused: candidate only"
+    console.print(f"   version {g['version']} {verdict}; production = {g['production']}")
+    for reason in g["reasons"]:
+        console.print(f"   - {reason}")
+    console.print(f"   report: {g['gate_html']}; `shoprec models list` shows the registry")
+
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")
