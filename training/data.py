@@ -50,6 +50,7 @@ class Catalogue:
     brands: list[str]
     price_edges: list[float]  # PRICE_BUCKETS - 1 quantile edges
     price: np.ndarray | None = None  # float64, NaN = unknown (buckets against other edges)
+    titles: np.ndarray | None = None  # object[n_items + 1]; "" = none (serving's reasons)
 
     @property
     def n_items(self) -> int:
@@ -210,7 +211,7 @@ def load_interactions(settings: Settings, dataset: str | None = None,
     with duckdb.connect(str(path), read_only=True) as con:
         items = con.execute(
             "select item_id, coalesce(category, '') as category, coalesce(brand, '') as brand, "
-            "cast(price as double) as price "
+            "cast(price as double) as price, coalesce(title, '') as title "
             "from marts.dim_items order by item_id").fetchnumpy()
         ev = con.execute(
             "select user_id, item_id, event_type, epoch_us(event_timestamp) as ts, session_id "
@@ -225,7 +226,8 @@ def load_interactions(settings: Settings, dataset: str | None = None,
     catalogue = Catalogue(
         item_ids=np.r_[np.array([""], dtype=object), ids],
         category=np.r_[0, cat], brand=np.r_[0, brand], price_bucket=np.r_[0, pb],
-        categories=categories, brands=brands, price_edges=edges, price=np.r_[np.nan, price])
+        categories=categories, brands=brands, price_edges=edges, price=np.r_[np.nan, price],
+        titles=np.r_[np.array([""], dtype=object), np.asarray(items["title"], dtype=object)])
 
     item_index = catalogue.index()
     item = np.fromiter((item_index.get(i, 0) for i in ev["item_id"]), dtype=np.int64,

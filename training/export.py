@@ -107,6 +107,10 @@ def _write_export(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: Trai
             "categories": c.categories,
             "brands": c.brands,
             "price_edges": c.price_edges,
+            # serving's reasons ("because you viewed <title>", "popular in <category>")
+            "category_of": c.category[1:].tolist(),
+            "titles": (c.titles[1:].tolist() if c.titles is not None
+                       else [""] * c.n_items),
         },
     }
     (folder / "metadata.json").write_text(json.dumps(meta, indent=1))

@@ -1,0 +1,1 @@
+"""Serving: real-time recommendations over Feast online features (FastAPI)."""
