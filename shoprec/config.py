@@ -135,6 +135,19 @@ class GateSettings(BaseModel):
         return self.metric_by_protocol.get(protocol or "", self.metric)
 
 
+class ServingSettings(BaseModel):
+    """The serving process (SHOPREC_SERVING__<FIELD>; serving/)."""
+
+    # the event intake (serving/events.py): POST /events, its spool and its landing batches
+    flush_events: int = Field(500, ge=1, description=(
+        "Accepted events the spool holds before they are flushed into the landing zone as one "
+        "batch."))
+    flush_seconds: float = Field(5.0, gt=0, description=(
+        "Age of the oldest spooled event that triggers a flush, however few events wait."))
+    max_batch: int = Field(1000, ge=1, description=(
+        "Most events one POST /events call may carry (more: 422, nothing accepted)."))
+
+
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
@@ -161,6 +174,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
     gates: GateSettings = GateSettings()
+    serving: ServingSettings = ServingSettings()
 
     # ---------------------------------------------------------------- the map of SHOPREC_HOME
     # Every runtime location is named here and nowhere else (tests/test_layout.py enforces it);
