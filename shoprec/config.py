@@ -300,6 +300,15 @@ class Settings(BaseSettings):
         """What the serving process keeps on disk (event spool, caches)."""
         return self.root / "serving"
 
+    def event_spool(self, dataset: str | None = None) -> Path:
+        """POST /events' SQLite file: the event ids seen (idempotency) and the accepted events
+        not yet landed (the durable spool), shared by every serving process of the dataset."""
+        return self.serving_state() / self._ds(dataset) / "events.sqlite"
+
+    def event_flush_lock(self, dataset: str | None = None) -> Path:
+        """Held while a serving process lands spooled events, so one batch lands once."""
+        return self.serving_state() / self._ds(dataset) / "flush.lock"
+
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
@@ -353,6 +362,7 @@ class Settings(BaseSettings):
             "feast_state": self.feast_state(ds), "feast_yaml": self.feast_yaml(ds),
             "feature_exports": self.feature_exports(ds), "runs": self.runs_dir(ds),
             "model_registry": self.model_registry(), "serving_state": self.serving_state(),
+            "event_spool": self.event_spool(ds), "event_flush_lock": self.event_flush_lock(ds),
             "model_cache": self.model_cache(ds),
             "reports": self.reports_dir, "data_docs": self.data_docs_dir,
             "log_file": self.log_file(),
