@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shoprec.names import check_name
@@ -146,6 +146,37 @@ class ServingSettings(BaseModel):
         "Age of the oldest spooled event that triggers a flush, however few events wait."))
     max_batch: int = Field(1000, ge=1, description=(
         "Most events one POST /events call may carry (more: 422, nothing accepted)."))
+
+    # recommendations (serving/app.py, serving/online.py)
+    admin_token: SecretStr | None = Field(None, description=(
+        "Bearer token of the admin endpoints (POST /admin/reload); none configured (the "
+        "default): they answer 403. Set it in the environment only (SHOPREC_SERVING__ADMIN_"
+        "TOKEN), never in a file of the repository."))
+    feature_timeout_ms: float = Field(50.0, gt=0, description=(
+        "Budget of one online feature lookup; slower: the request is answered from the "
+        "export (strategy fallback) and the lookup counts as a failure of the store."))
+    push_timeout_ms: float = Field(500.0, gt=0, description=(
+        "Budget of pushing one POST /events call's accepted events into the live sequences; "
+        "slower or failing: 202 with live_features stale (the events are in the spool)."))
+    store_workers: int = Field(4, ge=1, description=(
+        "Threads that talk to the online store; when all are busy (a hanging store) a "
+        "request does not queue: it falls back at once."))
+    breaker_failures: int = Field(3, ge=1, description=(
+        "Consecutive failed or timed-out online lookups that open the circuit breaker: the "
+        "store is then not asked at all ..."))
+    breaker_reset_seconds: float = Field(5.0, gt=0, description=(
+        "... for this long; then one request tries it again (half-open) and closes the "
+        "breaker when it answers in time."))
+    reload_seconds: float = Field(30.0, gt=0, description=(
+        "How often the registry's production alias is polled; a new version is loaded and "
+        "warmed off the request path, then swapped in."))
+    warm_users: int = Field(8, ge=0, description=(
+        "Users scored to warm a newly loaded model before it is swapped in."))
+    exclude: dict[str, Literal["none", "purchased", "interacted"]] = Field(
+        default_factory=dict, description=(
+            "Per dataset, which history items are never recommended (default: the rule the "
+            "production model was trained with, training.exclude); e.g. {\"grocer\": \"none\"}"
+            ": consumables are bought again."))
 
 
 class Settings(BaseSettings):
