@@ -388,8 +388,9 @@ def _file_lock(path: Path) -> Iterator[None]:
 class EventIntake:
     """POST /events of one dataset (see the module doc). Thread-safe; any number of processes
     may hold one on the same SHOPREC_HOME. `background`: a thread lands the spool when due
-    (else the caller calls `flush`). Construction lands what an earlier process left spooled;
-    `close` stops the thread and lands everything."""
+    (else the caller calls `flush`). Construction lands what an earlier process left spooled
+    (if the lake refuses, it logs and the spool waits for the next flush); `close` stops the
+    thread and lands everything."""
 
     def __init__(self, settings: Settings, dataset: str, *, background: bool = True):
         from shoprec.validation.profile import load_profile
@@ -412,7 +413,11 @@ class EventIntake:
         self._closed = False
         self._thread: threading.Thread | None = None
         _epoch(1_700_000_000)  # pyarrow's kernels load on first use, not in a request
-        self.flush(force=True)  # a spool left by a crash, or by processes that stopped
+        try:  # a spool left by a crash, or by processes that stopped
+            self.flush(force=True)
+        except Exception:  # the service still starts; the events wait, durable, for a retry
+            log.exception("landing the events spooled in %s failed; they stay there",
+                          self.path)
         if background:
             self._thread = threading.Thread(target=self._run, name=f"event-flush-{dataset}",
                                             daemon=True)

@@ -302,10 +302,12 @@ def test_a_crash_between_claim_and_landing_loses_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         it.flush(force=True)
     assert landed_events(tmp_path).num_rows == 0 and it.spooled == 5
+    restarted = make(tmp_path)  # the lake still refuses: the service starts all the same
+    assert restarted.spooled == 5 and landed_events(tmp_path).num_rows == 0
     monkeypatch.undo()
-    (landed,) = it.flush()  # a claimed batch is due at once
+    (landed,) = restarted.flush()  # a claimed batch is due at once
     assert (landed.events, landed.outcome) == (5, "landed")
-    it.close()
+    restarted.close()
     assert landed_events(tmp_path).num_rows == 5
 
 
