@@ -408,6 +408,35 @@ def demo_cmd(
     run_demo(scale=scale, settings=get_settings())
 
 
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    dataset: str = typer.Option(None, help="Dataset (default: shop)."),
+) -> None:
+    """Serve recommendations over HTTP (FastAPI on uvicorn) from the production model and the
+    online store of the current SHOPREC_HOME: the demo page at /, the API docs at /docs."""
+    import uvicorn
+
+    from serving.app import create_app
+    from shoprec.names import check_name
+    from shoprec.registry import Registry
+    from shoprec.storage import store_from_settings
+
+    s = get_settings()
+    if dataset:
+        s = s.model_copy(update={"dataset": check_name(dataset, "dataset")})
+    ds = s.dataset
+    if Registry(store_from_settings(s), ds).alias("production") is None:
+        console.print(f"error: no production model of dataset {ds!r} in {s.model_registry()}: "
+                      "run `make demo`, or `shoprec models promote VERSION`", style="red",
+                      markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print(f"[green]serving[/] {ds} on http://{host}:{port}/ (docs at /docs, "
+                  f"metrics at /metrics); Ctrl-C stops")
+    uvicorn.run(create_app(s), host=host, port=port, log_level="warning", access_log=False)
+
+
 @app.command("info")
 def info_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) -> None:
     """Show the effective settings and where every piece of state lives."""
