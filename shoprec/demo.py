@@ -86,4 +86,7 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
         console.print(f"   - {reason}")
     console.print(f"   report: {g['gate_html']}; `shoprec models list` shows the registry")
 
-    console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    if g["production"]:
+        console.print("[bold]next:[/] serve it with `.venv/bin/shoprec serve` (same SHOPREC_HOME),"
+                      " then open http://127.0.0.1:8000/ (the demo page) or /docs (the API)")
+    console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s; nothing left running")
