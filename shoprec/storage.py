@@ -5,6 +5,8 @@ Keys are '/'-separated relative names (`shop/versions/v1/model.ts`); a key that 
 the store (`..`, an absolute path, a backslash, an empty part) is refused before any I/O.
 Every write is atomic: locally a temporary sibling renamed into place, on S3 one PUT (or one
 completed multipart upload), so a reader sees the old object or the new one, never half.
+`put_if_absent` creates an object only when none is there (locally a hard link, which fails on an
+existing name; on S3 a conditional PUT, `If-None-Match: *`): of two writers racing, one wins.
 Credentials for S3 come only from the environment / boto3's chain, never from settings.
 """
 
@@ -73,6 +75,7 @@ class Store(Protocol):
     """What the registry needs from object storage."""
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_if_absent(self, key: str, data: bytes) -> bool: ...
     def put_file(self, key: str, path: Path) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def get_file(self, key: str, dest: Path) -> Path: ...
@@ -110,6 +113,21 @@ class LocalStore:
             except FileNotFoundError:
                 if attempt == 2:
                     raise
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object whole unless one is there: True when this call created it."""
+        path = self._path(key)
+        for attempt in (1, 2):  # a concurrent delete may prune the fresh parent folder once
+            try:
+                with atomic_path(path, replace=False) as tmp:  # link(2): atomic create-only
+                    tmp.write_bytes(bytes(data))
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def put_file(self, key: str, path: Path) -> None:
         with atomic_path(self._path(key)) as tmp:
@@ -222,6 +240,26 @@ class S3Store:
     def put_bytes(self, key: str, data: bytes) -> None:
         with self._errors(key):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (`If-None-Match: *`, S3 since 2024, MinIO, moto >= 5.0.15): False
+        when the object exists (412) or another conditional write of it is in flight (409). A
+        server that ignores the header would let both writers win: the registry re-reads what it
+        wrote before relying on it."""
+        from botocore.exceptions import ClientError
+
+        with self._errors(key):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                       Body=bytes(data), IfNoneMatch="*")
+            except ClientError as e:
+                code = str(e.response.get("Error", {}).get("Code", ""))
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in ("PreconditionFailed", "ConditionalRequestConflict") \
+                        or status in (409, 412):
+                    return False
+                raise
+        return True
 
     def put_file(self, key: str, path: Path) -> None:
         with self._errors(key):  # multipart above 8 MB: the object appears when complete

@@ -155,3 +155,30 @@ def test_unreachable_bucket_is_one_line(s3_endpoint):
         store.put_bytes("a", b"x")
     assert "\n" not in str(e.value)
 
+
+
+def test_put_if_absent_creates_only_once(store):
+    assert store.put_if_absent("c/claim.json", b"first")
+    assert not store.put_if_absent("c/claim.json", b"second")
+    assert store.get_bytes("c/claim.json") == b"first"
+    # writers racing for one key: exactly one wins, and its bytes are the object's
+    import threading
+
+    for i in range(5):
+        barrier, won = threading.Barrier(4), []
+
+        def claim(n: int, i: int = i, barrier: threading.Barrier = barrier,
+                  won: list = won) -> None:
+            barrier.wait()
+            if store.put_if_absent(f"race/{i}", f"writer {n}".encode()):
+                won.append(n)
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(won) == 1 and store.get_bytes(f"race/{i}") == f"writer {won[0]}".encode()
+    assert not [k for k in store.list() if ".tmp-" in k]
+    with pytest.raises(InvalidName, match="object key"):
+        store.put_if_absent("../x", b"x")
