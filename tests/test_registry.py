@@ -4,6 +4,7 @@ metadata of the format `training.export.ExportedModel` loads."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -351,3 +352,116 @@ def test_cli(store, exports, tmp_path, monkeypatch, request):
         assert r.returncode == 2, r.stderr
         assert "cannot roll back 'production'" in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+# --- races and crashes ------------------------------------------------------------------------
+
+# a process of its own: the registry over the test's store, one operation, its result printed
+_CHILD = r"""
+import os, signal, sys, time
+from pathlib import Path
+from shoprec.registry import Registry
+from shoprec.storage import LocalStore, S3Store
+
+kind, where, what, arg, go = sys.argv[1:6]
+if kind == "local":
+    store = LocalStore(Path(where))
+else:
+    bucket, prefix, endpoint = where.split("|")
+    store = S3Store(bucket, prefix, endpoint_url=endpoint)
+if os.environ.get("KILL_AFTER_FIRST_MOVE_WRITE"):
+    put = store.put_bytes
+
+    def put_then_die(key, data):  # kill -9 right after the first of an alias move's writes
+        put(key, data)
+        if "/aliases/" in key or "/history/" in key:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    store.put_bytes = put_then_die
+reg = Registry(store, "shop")
+time.sleep(max(0.0, float(go) - time.time()))  # every child starts its work at once
+if what == "register":
+    export, run_id = arg.split("|")
+    print(reg.register(Path(export), run_id))
+elif what == "promote":
+    print(reg.promote(arg, by="child"))
+else:
+    print(reg.rollback(by="child"))
+"""
+
+
+def _child_args(store) -> str:
+    if isinstance(store, LocalStore):
+        return ["local", str(store.directory)]
+    return ["s3", f"{store.bucket}|{store.prefix}|{store.endpoint_url}"]
+
+
+def _children(store, jobs: list[tuple[str, str]], env: dict | None = None,
+              delay: float = 1.5) -> list[subprocess.CompletedProcess]:
+    """One process per job, started together, each beginning its work at the same instant."""
+    go = time.time() + delay
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, *_child_args(store), what, arg,
+                               str(go)], cwd=ROOT, env={**os.environ, **(env or {})},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for what, arg in jobs]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def test_processes_registering_one_run_at_once_make_one_version(store, exports):
+    """Three processes per run id, two run ids, all at the same instant: one version per run,
+    every process told that version, no half-written version left behind."""
+    jobs = [("register", f"{exports[i]}|run{i}") for i in (1, 2) for _ in range(3)]
+    done = _children(store, jobs)
+    assert all(r.returncode == 0 for r in done), [r.stderr[-2000:] for r in done]
+    told = [r.stdout.strip() for r in done]
+    reg = Registry(store, "shop")
+    assert len(set(told[:3])) == 1 and len(set(told[3:])) == 1, told
+    assert sorted(reg.versions()) == sorted({told[0], told[3]})
+    assert set(reg._version_files()) == set(reg.versions())  # nothing without a manifest
+    assert reg.run_version("run1") == told[0] and reg.manifest(told[3])["run_id"] == "run2"
+    assert register(store, exports[1], "shop", "run1") == told[0]
+
+
+def test_a_crashed_registration_is_completed_by_the_next(store, reg, exports, monkeypatch,
+                                                         tmp_path):
+    """Killed after its claim, before the manifest: the run's next registration with the same
+    files finishes that version (no second one); other files wait, then say why; a claim older
+    than CLAIM_TAKEOVER is a crashed registration's, replaced."""
+    real = reg.store.put_file
+    calls = []
+
+    def crash(key, path):
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        real(key, path)
+
+    monkeypatch.setattr(reg.store, "put_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        reg.register(exports[0], "run0")
+    monkeypatch.setattr(reg.store, "put_file", real)
+    assert reg.versions() == [] and reg.run_version("run0") is None
+    claimed = json.loads(store.get_bytes("shop/runs/run0.json"))["version"]
+    monkeypatch.setattr("shoprec.registry.core.CLAIM_WAIT_S", 0.3)
+    with pytest.raises(RegistryError, match="being registered as .* from other files"):
+        reg.register(exports[1], "run0")
+    assert reg.register(exports[0], "run0") == claimed and reg.versions() == [claimed]
+    assert _matches_manifest(reg.load(claimed, tmp_path / "cache")) == claimed
+    # crashed again, long ago: taken over, with other files this time
+    # an index of a version collected since (written before claims held manifests)
+    store.put_bytes("shop/runs/run9.json", b'{"version": "v20000101T000000.000000-abcdef"}')
+    assert reg.run_version("run9") is None
+    monkeypatch.setattr(reg.store, "put_file", crash)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        reg.register(exports[3], "run3")
+    monkeypatch.setattr(reg.store, "put_file", real)
+    monkeypatch.setattr("shoprec.registry.core.CLAIM_TAKEOVER", dt.timedelta(0))
+    v3 = reg.register(exports[4], "run3")
+    assert reg.manifest(v3)["files"]["model.ts"]["sha256"] == sha256_file(exports[4] / "model.ts")
+    assert reg.register(exports[2], "run9") in reg.versions()
+    assert sorted(reg.versions()) == sorted([claimed, v3, reg.run_version("run9")])

@@ -1,13 +1,20 @@
 """The model registry of one dataset, on any store (shoprec.storage):
 
     <dataset>/versions/<version>/<export files> + manifest.json   immutable; manifest LAST
-    <dataset>/runs/<run_id>.json                                  {version}: register is idempotent
+    <dataset>/runs/<run_id>.json      {version, manifest}: the run's claim, created if absent
     <dataset>/aliases/<alias>.json                                {version, at, by, why}: one write
     <dataset>/history/<UTC time>-<uuid>.json                      one object per alias move
 
 A version exists once its manifest does; an alias is moved only onto such a version, in one
 atomic write, so a reader that follows it always finds a complete version, and `load` checks
 every byte of it against the manifest's sha256 before handing the folder over.
+
+register: the run's claim (`runs/<run_id>.json`, holding the version's name and manifest) is
+created only if absent (`Store.put_if_absent`) before any file is uploaded; of two processes
+registering one run at once, one claim wins and the other process uploads the same files under
+the winner's name (or waits for it, when its files differ), so a run gets one version. A
+registration that crashed after its claim is completed by the next registration of the run with
+the same files, or taken over after CLAIM_TAKEOVER.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoprec.names import check_name
+from shoprec.names import check_name, is_name
 from shoprec.registry.manifest import (
     FORMAT,
     MANIFEST,
@@ -41,6 +49,11 @@ from shoprec.storage import TMP_PREFIX, ObjectNotFound, Store
 
 ALIASES = ("candidate", "production")
 INCOMPLETE_GRACE = dt.timedelta(hours=1)  # gc leaves a version without manifest this long
+# a run's claim whose version still has no manifest this long after it was made is a crashed
+# registration that another may replace (well inside INCOMPLETE_GRACE: gc never races it)
+CLAIM_TAKEOVER = dt.timedelta(minutes=10)
+CLAIM_WAIT_S = 30.0  # how long a registration with other files waits for the claimed version
+CLAIM_ATTEMPTS = 5
 LOAD_ATTEMPTS = 3  # an alias moved and its old version collected mid-download: follow again
 
 
@@ -71,6 +84,13 @@ def _json(data: bytes, where: str) -> dict:
     if not isinstance(obj, dict):
         raise RegistryError(f"{where}: not a JSON object (damaged)")
     return obj
+
+
+def _version_time(version: object) -> dt.datetime | None:
+    m = VERSION_RE.match(version) if isinstance(version, str) else None
+    if not m:
+        return None
+    return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -194,15 +214,16 @@ class Registry:
         return [r for r in records if alias is None or r.get("alias") == alias]
 
     def run_version(self, run_id: str) -> str | None:
-        """The version a run was registered as (None: not registered, or collected since)."""
-        key = self._run_key(run_id)
-        try:
-            version = _json(self.store.get_bytes(key), self.store.uri(key)).get("version")
-        except ObjectNotFound:
-            version = None
-        if version and self.store.exists(self._version_key(version, MANIFEST)):
+        """The version a run was registered as (None: not registered, not complete yet, or
+        collected since)."""
+        claim = self._claim(run_id)
+        version = claim.get("version") if claim else None
+        if is_name(version) and self.store.exists(self._version_key(version, MANIFEST)):
             return version
-        # the index is written after the manifest: a crash between them leaves only the latter
+        if claim is not None:
+            return None
+        # registrations before claims wrote the index after the manifest: a crash between them
+        # left only the manifest
         for v in reversed(self.versions()):
             try:
                 if self.manifest(v).get("run_id") == run_id:
@@ -210,6 +231,13 @@ class Registry:
             except RegistryError:
                 continue
         return None
+
+    def _claim(self, run_id: str) -> dict | None:
+        key = self._run_key(run_id)
+        try:
+            return _json(self.store.get_bytes(key), self.store.uri(key))
+        except ObjectNotFound:
+            return None
 
     # -------------------------------------------------------------------------- register
     def register(self, export_dir: Path, run_id: str, gate_report: dict | None = None) -> str:
@@ -247,15 +275,71 @@ class Registry:
         version = check_name(f"v{now:%Y%m%dT%H%M%S.%f}-{sha256_bytes(dumps(manifest))[:6]}",
                              "version")
         manifest |= {"version": version, "registered_at": now.isoformat()}
-        for name in files:
-            self.store.put_file(self._version_key(version, name), export / name)
-        changed = [n for n in files if sha256_file(export / n) != checks[n]["sha256"]]
-        if changed:  # rewritten while uploading: leave no manifest, gc collects the rest
-            raise RegistryError(f"{export}: {', '.join(changed)} changed while registering; "
-                                f"nothing was registered, try again")
-        self.store.put_bytes(self._version_key(version, MANIFEST), dumps(manifest))  # LAST
-        self.store.put_bytes(self._run_key(run_id), dumps({"version": version}))
-        return version
+        manifest = json.loads(dumps(manifest))  # as every process will read it from the claim
+        return self._register_claimed(export, run_id, checks, {
+            "version": version, "run_id": run_id, "manifest": manifest})
+
+    def _register_claimed(self, export: Path, run_id: str, checks: dict, mine: dict) -> str:
+        """Claim the run for `mine` (create-if-absent), or follow the claim that won; upload the
+        export under the claimed version and write its manifest LAST."""
+        run_key = self._run_key(run_id)
+        for _ in range(CLAIM_ATTEMPTS):
+            if self.store.put_if_absent(run_key, dumps(mine)):
+                claim = mine
+            else:
+                claim = self._claim(run_id)
+                if claim is None:  # deleted meanwhile (gc, a takeover): claim again
+                    continue
+                version = claim.get("version")
+                if is_name(version) and self.store.exists(self._version_key(version, MANIFEST)):
+                    return version
+                if not self._live_claim(claim):  # a crashed registration, or a stale index
+                    self.store.delete(run_key)
+                    continue
+                if claim["manifest"].get("files") != checks:
+                    return self._await_claimed(run_id, claim)
+            version, manifest = claim["version"], claim["manifest"]
+            for name in checks:
+                self.store.put_file(self._version_key(version, name), export / name)
+            changed = [n for n in checks if sha256_file(export / n) != checks[n]["sha256"]]
+            if changed:  # rewritten while uploading: leave no manifest, gc collects the rest
+                raise RegistryError(f"{export}: {', '.join(changed)} changed while registering; "
+                                    f"nothing was registered, try again")
+            # still the run's claim? (a server ignoring If-None-Match lets two writers win)
+            now = self._claim(run_id)
+            if now is None or now.get("version") != version:
+                continue
+            self.store.put_bytes(self._version_key(version, MANIFEST), dumps(manifest))  # LAST
+            return version
+        raise RegistryError(f"run {run_id!r} of {self.dataset!r}: its claim "
+                            f"{self.store.uri(run_key)} kept changing while registering "
+                            f"(concurrent registrations): try again")
+
+    @staticmethod
+    def _live_claim(claim: dict) -> bool:
+        """A claim a registration may still complete: it holds a manifest for its version and
+        was made less than CLAIM_TAKEOVER ago."""
+        version, manifest = claim.get("version"), claim.get("manifest")
+        made = _version_time(version)
+        return (is_name(version) and isinstance(manifest, dict)
+                and manifest.get("version") == version
+                and isinstance(manifest.get("files"), dict)
+                and made is not None and _now() - made < CLAIM_TAKEOVER)
+
+    def _await_claimed(self, run_id: str, claim: dict) -> str:
+        """Another registration of this run, with other files, is in flight: its version once
+        its manifest exists."""
+        version = claim["version"]
+        end = time.monotonic() + CLAIM_WAIT_S
+        while time.monotonic() < end:
+            time.sleep(0.2)
+            if self.store.exists(self._version_key(version, MANIFEST)):
+                return version
+        raise RegistryError(
+            f"run {run_id!r} of {self.dataset!r} is being registered as {version} from other "
+            f"files by another process (or that registration crashed): try again; a crashed "
+            f"one is replaced {int(CLAIM_TAKEOVER.total_seconds() // 60)} minutes after it "
+            f"began")
 
     @staticmethod
     def _export_files(export: Path) -> list[str]:
