@@ -465,3 +465,98 @@ def test_a_crashed_registration_is_completed_by_the_next(store, reg, exports, mo
     assert reg.manifest(v3)["files"]["model.ts"]["sha256"] == sha256_file(exports[4] / "model.ts")
     assert reg.register(exports[2], "run9") in reg.versions()
     assert sorted(reg.versions()) == sorted([claimed, v3, reg.run_version("run9")])
+
+
+class _Hooked:
+    """The store, calling `hook(op, key)` before each put_bytes / delete."""
+
+    def __init__(self, inner, hook):
+        self.inner, self.hook = inner, hook
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.hook("put", key)
+        self.inner.put_bytes(key, data)
+
+    def delete(self, key: str) -> None:
+        self.hook("delete", key)
+        self.inner.delete(key)
+
+
+def _agrees(reg: Registry, alias: str = "production") -> None:
+    """The alias points at a whole version and its history ends with the move that put it
+    there."""
+    current = reg.alias(alias)
+    moves = reg.history(alias)
+    if current is None:
+        assert moves == []
+        return
+    assert moves and moves[-1]["to"] == current["version"], (moves[-1:], current)
+    m = reg.manifest(current["version"])
+    assert sorted(reg.store.list(f"shop/versions/{current['version']}/")) == sorted(
+        f"shop/versions/{current['version']}/{n}" for n in [*m["files"], MANIFEST])
+
+
+@pytest.mark.parametrize("action", ["promote", "rollback"])
+def test_a_move_killed_between_its_two_writes_leaves_history_and_alias_agreeing(
+        store, reg, exports, action):
+    """kill -9 right after the first of a move's two writes (history, alias): the alias and its
+    history still agree, the interrupted move is not counted (rollback still undoes the last
+    move that took effect), and the next moves work."""
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    reg.promote(v[0])
+    reg.promote(v[1])
+    arg = v[2] if action == "promote" else "-"
+    [killed] = _children(store, [(action, arg)], env={"KILL_AFTER_FIRST_MOVE_WRITE": "1"},
+                         delay=0)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    fresh = Registry(store, "shop")
+    _agrees(fresh)
+    assert fresh.aliases()["production"] == v[1]
+    assert [h["to"] for h in fresh.history("production")] == [v[0], v[1]]
+    every = fresh.history("production", unapplied=True)
+    assert [h["applied"] for h in every] == [True, True, False]
+    assert fresh.rollback_target("production") == v[0]
+    assert fresh.promote(v[2]).old == v[1]
+    assert fresh.rollback().new == v[1] and fresh.rollback().new == v[0]
+    _agrees(fresh)
+
+
+def test_two_promotions_racing_on_one_alias_keep_one_history(store, reg, exports):
+    """Both read production = v0; the one whose alias write lands last is production, and the
+    other's move is not in the history (so rollback returns to v0, not to the loser)."""
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    reg.promote(v[0])
+    raced = []
+
+    def hook(op: str, key: str) -> None:  # between the history write and the alias write
+        if op == "put" and "/aliases/" in key and not raced:
+            raced.append(Registry(store, "shop").promote(v[2], by="fast"))
+
+    Registry(_Hooked(store, hook), "shop").promote(v[1], by="slow")
+    assert reg.aliases()["production"] == v[1]
+    assert [(h["from"], h["to"]) for h in reg.history("production")] == [(None, v[0]),
+                                                                         (v[0], v[1])]
+    assert reg.rollback().new == v[0]
+    _agrees(reg)
+
+
+def test_history_written_before_moves_were_chained_still_counts(store, reg, exports):
+    """An alias and history objects of the first layout (no `move`, no `prev`), as registries
+    made before this change hold them: history and rollback read them in time order, and new
+    moves chain onto them."""
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    for i, (old, new) in enumerate([(None, v[0]), (v[0], v[1])]):
+        store.put_bytes(f"shop/history/20260101T00000{i}000000Z-abcdef{i:06d}.json", json.dumps(
+            {"alias": "production", "from": old, "to": new, "at": "x", "by": "old",
+             "why": "", "action": "promote"}).encode())
+    store.put_bytes("shop/aliases/production.json", json.dumps(
+        {"version": v[1], "at": "x", "by": "old", "why": ""}).encode())
+    assert [h["to"] for h in reg.history("production")] == [v[0], v[1]]
+    assert reg.rollback_target("production") == v[0]
+    reg.promote(v[2])
+    assert [h["to"] for h in reg.history("production")] == [v[0], v[1], v[2]]
+    assert reg.rollback().new == v[1] and reg.rollback().new == v[0]
+    _agrees(reg)

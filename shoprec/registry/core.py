@@ -2,19 +2,25 @@
 
     <dataset>/versions/<version>/<export files> + manifest.json   immutable; manifest LAST
     <dataset>/runs/<run_id>.json      {version, manifest}: the run's claim, created if absent
-    <dataset>/aliases/<alias>.json                                {version, at, by, why}: one write
-    <dataset>/history/<UTC time>-<uuid>.json                      one object per alias move
+    <dataset>/aliases/<alias>.json    {version, at, by, why, move}: one write per move
+    <dataset>/history/<UTC time>-<uuid>.json   one object per alias move, written BEFORE the alias
 
 A version exists once its manifest does; an alias is moved only onto such a version, in one
 atomic write, so a reader that follows it always finds a complete version, and `load` checks
 every byte of it against the manifest's sha256 before handing the folder over.
 
-register: the run's claim (`runs/<run_id>.json`, holding the version's name and manifest) is
-created only if absent (`Store.put_if_absent`) before any file is uploaded; of two processes
-registering one run at once, one claim wins and the other process uploads the same files under
-the winner's name (or waits for it, when its files differ), so a run gets one version. A
-registration that crashed after its claim is completed by the next registration of the run with
-the same files, or taken over after CLAIM_TAKEOVER.
+What holds under concurrency and crashes:
+
+- register: the run's claim (`runs/<run_id>.json`, holding the version's name and manifest) is
+  created only if absent (`Store.put_if_absent`) before any file is uploaded; of two processes
+  registering one run at once, one claim wins and the other process uploads the same files under
+  the winner's name (or waits for it, when its files differ), so a run gets one version. A
+  registration that crashed after its claim is completed by the next registration of the run
+  with the same files, or taken over after CLAIM_TAKEOVER.
+- alias moves: the history object of a move (its intent, naming the move it follows: `prev`) is
+  written first, then the alias, which names its move (`move`). The alias is the truth; the
+  history of an alias is the chain of moves that the alias's `move` leads back through, so an
+  intent whose alias write never happened (a crash, a lost race) is never taken for a move.
 """
 
 from __future__ import annotations
@@ -104,10 +110,12 @@ class Move:
     by: str
     why: str
     action: str  # promote | rollback
+    key: str = ""  # its history object
+    prev: str | None = None  # the history object of the move it follows
 
     def record(self) -> dict:
         return {"alias": self.alias, "from": self.old, "to": self.new, "at": self.at,
-                "by": self.by, "why": self.why, "action": self.action}
+                "by": self.by, "why": self.why, "action": self.action, "prev": self.prev}
 
     def summary(self) -> str:
         return f"{self.alias}: {self.old or '(none)'} → {self.new} ({self.action} by {self.by}" \
@@ -195,10 +203,8 @@ class Registry:
             return check_name(rec.get("version"), "version")
         return check_name(ref, "version")
 
-    def history(self, alias: str | None = None) -> list[dict]:
-        """Every alias move (of `alias`, or all), oldest first."""
-        if alias is not None:
-            self._alias(alias)
+    def _records(self) -> list[tuple[str, dict]]:
+        """Every history object (key, record), oldest first."""
         keys = self.store.list(f"{self.dataset}/history/")
         missing = [k for k in keys if k not in self._history]
         if missing:  # history objects never change: each is fetched once per Registry
@@ -210,8 +216,50 @@ class Registry:
             else:
                 with ThreadPoolExecutor(min(8, len(missing))) as pool:
                     self._history.update(zip(missing, pool.map(get, missing), strict=True))
-        records = [self._history[k] for k in keys]
-        return [r for r in records if alias is None or r.get("alias") == alias]
+        return [(k, self._history[k]) for k in keys]
+
+    def _chain(self, alias: str, current: dict | None,
+               records: list[tuple[str, dict]] | None = None) -> list[tuple[str, dict]]:
+        """The moves that made `current` (the alias's record), oldest first: from the move the
+        alias names back through each move's `prev`. History objects off that chain are
+        intents whose alias write never happened (a crash) or was overwritten (a lost race).
+        Records written before moves were chained (no `prev`) count in time order, as then."""
+        if current is None:
+            return []
+        mine = {k: r for k, r in (records if records is not None else self._records())
+                if r.get("alias") == alias}
+        legacy = [k for k in mine if "prev" not in mine[k]]  # keys sort by time
+        key = current.get("move")
+        if key is None:  # an alias written before moves were chained
+            return [(k, mine[k]) for k in legacy]
+        out: list[tuple[str, dict]] = []
+        seen: set[str] = set()
+        while isinstance(key, str) and key not in seen and key in mine:
+            seen.add(key)
+            rec = mine[key]
+            if "prev" not in rec:  # reached the unchained records: linear up to this one
+                out += reversed([(k, mine[k]) for k in legacy if k <= key])
+                break
+            out.append((key, rec))
+            key = rec.get("prev")
+        return out[::-1]
+
+    def history(self, alias: str | None = None, *, unapplied: bool = False) -> list[dict]:
+        """Every alias move (of `alias`, or of all), oldest first: the moves that took effect.
+        `unapplied`: also the recorded intents that never took effect, each with
+        `"applied": False` (the others get `"applied": True`)."""
+        if alias is not None:
+            self._alias(alias)
+        names = ALIASES if alias is None else (alias,)
+        current = {a: self.alias(a) for a in names}  # first: their moves are listed below
+        records = self._records()
+        applied: dict[str, dict] = {}
+        for a in names:
+            applied.update(self._chain(a, current[a], records))
+        if not unapplied:
+            return [r for k, r in records if k in applied]
+        return [{**r, "applied": k in applied} for k, r in records
+                if alias is None or r.get("alias") == alias]
 
     def run_version(self, run_id: str) -> str | None:
         """The version a run was registered as (None: not registered, not complete yet, or
@@ -372,10 +420,9 @@ class Registry:
         alias = self._alias(alias)
         self.manifest(version)  # only a complete version can be aliased
         current = self.alias(alias)
-        old = current.get("version") if current else None
-        if old == version:
+        if current is not None and current.get("version") == version:
             return None
-        return self._move(alias, old, version, by, why, "promote")
+        return self._move(alias, current, version, by, why, "promote")
 
     def rollback(self, alias: str = "production", by: str | None = None,
                  why: str = "") -> Move:
@@ -386,20 +433,25 @@ class Registry:
         if current is None:
             raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: it points at "
                                 f"no version yet")
-        target = self.rollback_target(alias)
+        target = self._rollback_target(alias, current)
         if target is None:
             raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: no previous "
-                                f"version in its history (it holds {current['version']})")
+                                f"version in its history (it holds {current.get('version')})")
         try:
             self.manifest(target)
         except RegistryError:
             raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: its previous "
                                 f"version {target} no longer exists") from None
-        return self._move(alias, current.get("version"), target, by, why, "rollback")
+        return self._move(alias, current, target, by, why, "rollback")
 
     def rollback_target(self, alias: str) -> str | None:
+        alias = self._alias(alias)
+        return self._rollback_target(alias, self.alias(alias))
+
+    def _rollback_target(self, alias: str, current: dict | None,
+                         records: list[tuple[str, dict]] | None = None) -> str | None:
         stack: list[str] = []
-        for rec in self.history(alias):
+        for _, rec in self._chain(alias, current, records):
             if rec.get("action") == "rollback":
                 if stack:
                     stack.pop()
@@ -407,14 +459,26 @@ class Registry:
                 stack.append(rec["from"])
         return stack[-1] if stack else None
 
-    def _move(self, alias: str, old: str | None, new: str, by: str | None, why: str,
+    def _move(self, alias: str, current: dict | None, new: str, by: str | None, why: str,
               action: str) -> Move:
+        """Record the move (its history object first: an intent naming the move it follows),
+        then write the alias naming it. A crash between the two leaves an intent off the
+        alias's chain, which the history does not count."""
         now = _now()
-        move = Move(alias, old, new, now.isoformat(), by or default_actor(), why or "", action)
-        self.store.put_bytes(self._alias_key(alias), dumps(
-            {"version": new, "at": move.at, "by": move.by, "why": move.why}))
+        prev = current.get("move") if current else None
+        if current is not None and prev is None:  # the alias predates chained moves
+            legacy = [k for k, r in self._records()
+                      if r.get("alias") == alias and "prev" not in r]
+            prev = legacy[-1] if legacy else None
         key = f"{self.dataset}/history/{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:12]}.json"
+        old = current.get("version") if current else None
+        move = Move(alias, old, new, now.isoformat(), by or default_actor(), why or "", action,
+                    key, prev)
         self.store.put_bytes(key, dumps(move.record()))  # a new object: nothing rewritten
+        self._history[key] = json.loads(dumps(move.record()))
+        alias_key = self._alias_key(alias)
+        self.store.put_bytes(alias_key, dumps(
+            {"version": new, "at": move.at, "by": move.by, "why": move.why, "move": key}))
         return move
 
     # ----------------------------------------------------------------------------- load
