@@ -499,6 +499,109 @@ def _agrees(reg: Registry, alias: str = "production") -> None:
         f"shop/versions/{current['version']}/{n}" for n in [*m["files"], MANIFEST])
 
 
+def test_a_promotion_landing_while_gc_deletes_keeps_its_version(store, reg, exports, tmp_path):
+    """gc has judged v0 collectable; a promotion of v0 lands just before gc deletes v0's
+    manifest: gc sees the alias again, gives the manifest back and keeps every file."""
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    reg.promote(v[2])
+    other = Registry(store, "shop")
+    landed = []
+
+    def hook(op: str, key: str) -> None:
+        if op == "delete" and key == f"shop/versions/{v[0]}/{MANIFEST}" and not landed:
+            landed.append(other.promote(v[0], by="racer"))
+
+    gc_reg = Registry(_Hooked(store, hook), "shop")
+    assert gc_reg.gc(keep=0) == [v[1]]
+    assert landed and reg.aliases()["production"] == v[0]
+    _agrees(reg)
+    assert _matches_manifest(reg.load("production", tmp_path / "c")) == v[0]
+    assert reg.run_version("run0") == v[0]  # its run's index is back too
+    assert reg.rollback().new == v[2]
+
+
+def test_a_version_collected_before_the_alias_write_is_not_promoted(store, reg, exports):
+    """promote checked v0's manifest; gc collects v0 before the alias is written: promote finds
+    the manifest gone after its write, puts the alias back and says so in one line."""
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    reg.promote(v[2])
+    collected = []
+
+    def hook(op: str, key: str) -> None:  # the first write of the move
+        if op == "put" and ("/aliases/" in key or "/history/" in key) and not collected:
+            collected.append(Registry(store, "shop").gc(keep=0))
+
+    racer = Registry(_Hooked(store, hook), "shop")
+    with pytest.raises(RegistryError, match=r"deleted \(gc\) meanwhile.*left at " + v[2]) as e:
+        racer.promote(v[0])
+    assert "\n" not in str(e.value)
+    assert collected == [[v[0], v[1]]] and reg.versions() == [v[2]]
+    assert reg.aliases() == {"production": v[2]}
+    _agrees(reg)
+    # the first move of an alias is undone the same way: no alias at all
+    w = [reg.register(exports[i], f"again{i}") for i in (3, 4)]
+    collected.clear()
+    with pytest.raises(RegistryError, match="left at no version"):
+        Registry(_Hooked(store, hook), "shop").promote(w[0], alias="candidate")
+    assert reg.alias("candidate") is None and reg.history("candidate") == []
+
+
+def test_gc_racing_promotions_never_leaves_an_alias_on_a_missing_version(store, reg, exports,
+                                                                        tmp_path):
+    """gc --keep 0 in a loop while another thread registers and promotes (old versions too) and
+    rolls back: every alias ends on a whole version, with a history that agrees."""
+    import random
+
+    v = [reg.register(exports[i], f"seed{i}") for i in range(3)]
+    reg.promote(v[0])
+    stop, errors, refused = threading.Event(), [], [0]
+
+    def mover() -> None:
+        rng = random.Random(7)
+        mine = Registry(store, "shop")
+        try:
+            for i in range(40 if isinstance(store, LocalStore) else 15):
+                versions = mine.versions() or [mine.register(exports[i % 6], f"m{i}")]
+                try:
+                    if rng.random() < 0.3:
+                        mine.register(exports[i % 6], f"m{i}")
+                    if rng.random() < 0.2:
+                        mine.rollback()
+                    else:
+                        mine.promote(rng.choice(versions), alias=rng.choice(ALIASES))
+                except RegistryError as e:  # collected before the move: said, not done
+                    assert "deleted (gc) meanwhile" in str(e) or "no version" in str(e) \
+                        or "no previous version" in str(e) or "no longer exists" in str(e), e
+                    refused[0] += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+        finally:
+            stop.set()
+
+    def collector() -> None:
+        mine = Registry(store, "shop")
+        try:
+            while not stop.is_set():
+                mine.gc(keep=0)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=mover), threading.Thread(target=collector)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    fresh = Registry(store, "shop")
+    for alias in ALIASES:
+        _agrees(fresh, alias)
+    for version in fresh.versions():  # no version lost files under its manifest
+        names = fresh.manifest(version)["files"]
+        assert all(store.exists(f"shop/versions/{version}/{n}") for n in names), version
+    assert _matches_manifest(fresh.load("production", tmp_path / "c")) == \
+        fresh.aliases()["production"]
+
+
 @pytest.mark.parametrize("action", ["promote", "rollback"])
 def test_a_move_killed_between_its_two_writes_leaves_history_and_alias_agreeing(
         store, reg, exports, action):

@@ -21,6 +21,10 @@ What holds under concurrency and crashes:
   written first, then the alias, which names its move (`move`). The alias is the truth; the
   history of an alias is the chain of moves that the alias's `move` leads back through, so an
   intent whose alias write never happened (a crash, a lost race) is never taken for a move.
+- gc against promote: each side writes, then re-reads what the other writes. gc re-reads the
+  aliases (and what a rollback would return to) before deleting a version's manifest and again
+  after, restoring the manifest when a promotion landed meanwhile; promote re-reads the manifest
+  after writing the alias and puts the previous alias back when the version was collected.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ CLAIM_TAKEOVER = dt.timedelta(minutes=10)
 CLAIM_WAIT_S = 30.0  # how long a registration with other files waits for the claimed version
 CLAIM_ATTEMPTS = 5
 LOAD_ATTEMPTS = 3  # an alias moved and its old version collected mid-download: follow again
+
+
+class VersionNotFound(RegistryError):
+    """No complete version (manifest) of that name."""
 
 
 def default_actor() -> str:
@@ -158,9 +166,9 @@ class Registry:
         try:
             data = self.store.get_bytes(key)
         except ObjectNotFound:
-            raise RegistryError(f"no version {version!r} of dataset {self.dataset!r} in "
-                                f"{self.store.uri(self.dataset)} (see `shoprec models list`)"
-                                ) from None
+            raise VersionNotFound(f"no version {version!r} of dataset {self.dataset!r} in "
+                                  f"{self.store.uri(self.dataset)} (see `shoprec models "
+                                  f"list`)") from None
         m = _json(data, self.store.uri(key))
         if m.get("format") != FORMAT or m.get("version") != version \
                 or m.get("dataset") != self.dataset or not isinstance(m.get("files"), dict):
@@ -479,6 +487,19 @@ class Registry:
         alias_key = self._alias_key(alias)
         self.store.put_bytes(alias_key, dumps(
             {"version": new, "at": move.at, "by": move.by, "why": move.why, "move": key}))
+        # gc may have collected the version between the check and the alias write: it re-reads
+        # the aliases after deleting a manifest and restores it, so a manifest missing NOW is
+        # gone for good: put the alias back (unless another move landed since)
+        if not self.store.exists(self._version_key(new, MANIFEST)):
+            after = self.alias(alias)
+            if after is not None and after.get("move") == key:
+                if current is None:
+                    self.store.delete(alias_key)
+                else:
+                    self.store.put_bytes(alias_key, dumps(current))
+            raise RegistryError(f"cannot move {alias!r} of {self.dataset!r} to {new}: the "
+                                f"version was deleted (gc) meanwhile; {alias} left at "
+                                f"{old or 'no version'}")
         return move
 
     # ----------------------------------------------------------------------------- load
@@ -489,10 +510,14 @@ class Registry:
             version = self.resolve(ref)
             try:
                 return self._fetch(version, Path(cache_dir))
-            except ObjectNotFound as e:  # collected after the alias moved on: follow it again
+            except VersionNotFound:  # collected after the alias moved on: follow it again
+                if ref not in ALIASES or attempt == LOAD_ATTEMPTS:
+                    raise
+            except ObjectNotFound as e:
                 if ref not in ALIASES or attempt == LOAD_ATTEMPTS:
                     raise RegistryError(f"version {version} of {self.dataset!r} is incomplete "
                                         f"in the store: {e}") from None
+            time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
     def _fetch(self, version: str, cache_dir: Path) -> Path:
@@ -523,43 +548,79 @@ class Registry:
         return folder
 
     # ------------------------------------------------------------------------------- gc
+    def protected(self) -> set[str]:
+        """The versions an alias points at or a rollback would return to, read now."""
+        current = {a: self.alias(a) for a in ALIASES}  # first: their moves are listed below
+        records = self._records()
+        out: set[str] = set()
+        for a, rec in current.items():
+            if rec is not None:
+                out.add(rec.get("version"))
+                out.add(self._rollback_target(a, rec, records))
+        out.discard(None)
+        return out
+
     def gc(self, keep: int = 5, *, dry_run: bool = False) -> list[str]:
         """Delete the versions no alias points at (nor would roll back to) and not among the
-        `keep` newest; also incomplete versions older than an hour. The deleted, oldest first."""
+        `keep` newest; also incomplete versions older than an hour. The deleted, oldest first.
+
+        A promotion racing gc never loses its version: the aliases are read again right before
+        a version's manifest is deleted and right after; a version aliased meanwhile gets its
+        manifest back and keeps its files (and promote puts its alias back when it finds the
+        manifest gone after its write)."""
         if keep < 0:
             raise RegistryError(f"gc --keep {keep}: expected 0 or more")
         all_files = self._version_files()
         complete = sorted(v for v, names in all_files.items() if MANIFEST in names)
-        protected = set(complete[-keep:] if keep else [])
-        for a in ALIASES:
-            rec = self.alias(a)
-            if rec:
-                protected.add(rec.get("version"))
-                protected.add(self.rollback_target(a))
-        doomed = [v for v in complete if v not in protected]
+        newest = set(complete[-keep:] if keep else [])
+        protected = self.protected()
+        doomed = [v for v in complete if v not in newest | protected]
         cutoff = _now() - INCOMPLETE_GRACE
         for v, names in all_files.items():
-            m = VERSION_RE.match(v)
-            if MANIFEST not in names and m and dt.datetime.strptime(
-                    m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.UTC) < cutoff:
+            made = _version_time(v)
+            if MANIFEST not in names and made is not None and made < cutoff:
                 doomed.append(v)
         doomed.sort()
         if dry_run:
             return doomed
-        for v in doomed:
-            names = all_files[v]
-            if MANIFEST in names:  # first: the version stops existing before its files go
-                self.store.delete(self._version_key(v, MANIFEST))
-            for name in sorted(names - {MANIFEST}):
-                self.store.delete(f"{self._version_key(v)}/{name}")
-        gone = set(doomed)
-        for key in self.store.list(f"{self.dataset}/runs/"):
+        gone = [v for v in doomed if self._collect(v, all_files[v])]
+        collected = set(gone)
+        for key in self.store.list(f"{self.dataset}/runs/"):  # indexes of the collected
             try:
-                if _json(self.store.get_bytes(key), key).get("version") in gone:
+                if _json(self.store.get_bytes(key), key).get("version") in collected:
                     self.store.delete(key)
             except (ObjectNotFound, RegistryError):
                 continue
-        return doomed
+        return gone
+
+    def _collect(self, version: str, names: set[str]) -> bool:
+        """Delete one version: its run's claim, then its manifest (the version stops existing),
+        then its files. False when it became protected meanwhile (left whole)."""
+        if MANIFEST in names:
+            if version in self.protected():
+                return False
+            mkey = self._version_key(version, MANIFEST)
+            try:
+                data, manifest = self._manifest(version)
+            except RegistryError:  # deleted meanwhile, or damaged: its files go all the same
+                data, manifest = None, {}
+            claim_key, claim = None, None
+            run_id = manifest.get("run_id")
+            if is_name(run_id):
+                found = self._claim(run_id)
+                if found is not None and found.get("version") == version:
+                    claim_key, claim = self._run_key(run_id), found
+                    self.store.delete(claim_key)
+            self.store.delete(mkey)
+            if version in self.protected():  # promoted while we deleted: give it back
+                if data is not None:
+                    self.store.put_bytes(mkey, data)
+                if claim_key is not None:
+                    self.store.put_if_absent(claim_key, dumps(claim))
+                return False
+        for name in sorted(names - {MANIFEST}):
+            self.store.delete(f"{self._version_key(version)}/{name}")
+        return True
 
 
 def _read(path: Path) -> bytes:
