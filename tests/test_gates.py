@@ -20,6 +20,7 @@ from shoprec.registry.gates import (
     GateReport,
     Probe,
     Production,
+    candidate_name,
     feast_check,
     judge_metrics,
     latency_check,
@@ -269,3 +270,84 @@ def test_cli_gate_says_why_and_exits_1_when_refused(tiny_run, monkeypatch):
         assert "gate passed" in r.output and "production" in r.output
     finally:
         reset_settings_cache()
+
+
+def test_one_feature_retrieval_per_data_and_service():
+    """Inside a gate run the Feast point-in-time retrieval of one (settings, data, service) runs
+    once; other data or another service retrieve anew; outside, the function is the original."""
+    import training.features as tf
+    from shoprec.registry.gates import one_feature_retrieval
+
+    calls = []
+
+    def fake(settings, x, service="svc"):
+        calls.append((id(x), service))
+        return (len(calls),)
+
+    s, x, y = Settings(home="/nonexistent"), object(), object()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tf, "user_day_features", fake)
+        with one_feature_retrieval():
+            with one_feature_retrieval():  # nested (a second gate run in the process)
+                assert tf.user_day_features(s, x, "v2") == (1,)
+            assert tf.user_day_features(s.model_copy(), x, "v2") == (1,)  # an equal copy
+            assert tf.user_day_features(s, x, "v1") == (2,)
+            assert tf.user_day_features(s, y, "v2") == (3,)
+        assert tf.user_day_features is fake
+        assert fake(s, x, "v2") == (4,)
+
+
+def test_a_gate_run_reads_the_data_once_and_evaluates_each_export_once(tiny_run, tmp_path):
+    """With production another export: the interactions are loaded once for both re-scorings
+    and the probe, each export is evaluated once, and the numbers are those of a plain
+    `evaluate_export` of each; with production the candidate's very export, it is evaluated
+    once and both rows are that evaluation."""
+    import shutil
+
+    import training.data
+    import training.evaluate
+    from shoprec.registry import Registry
+    from shoprec.registry.gates import run_gates
+    from shoprec.storage import LocalStore
+
+    s, result = tiny_run
+    export = result.run_dir / "export"
+    other = tmp_path / "other" / "export"  # the same model, its metadata one key longer
+    shutil.copytree(export, other, ignore=shutil.ignore_patterns("gate.*"))
+    meta = json.loads((other / "metadata.json").read_text())
+    (other / "metadata.json").write_text(json.dumps({**meta, "note": "another export"}))
+    reg = Registry(LocalStore(tmp_path / "registry"), "shop")
+    reg.promote(reg.register(other, "other"))
+
+    real_eval, real_load = training.evaluate.evaluate_export, training.data.load_interactions
+    evaluated, loads = [], []
+
+    def counting_eval(settings, export_dir, *args, **kwargs):
+        evaluated.append(str(export_dir))
+        return real_eval(settings, export_dir, *args, **kwargs)
+
+    def counting_load(*args, **kwargs):
+        loads.append(1)
+        return real_load(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.evaluate, "evaluate_export", counting_eval)
+        mp.setattr(training.evaluate, "load_interactions", counting_load)
+        mp.setattr(training.data, "load_interactions", counting_load)
+        report = run_gates(s, result.run_dir, "shop", store=reg.store, write=False)
+        assert len(evaluated) == 2 and len(loads) == 1, (evaluated, loads)
+        assert report.production == reg.aliases()["production"]
+        alone, _ = real_eval(s, export, "shop", baselines=False)
+        cand = report.table["candidate (re-scored)"]
+        assert cand == report.table["production (re-scored)"]  # one model, two exports
+        name = f"{candidate_name(alone)}/test"
+        assert cand == {k: v for k, v in alone[name].items() if k in cand}
+        # production is this very export: evaluated once
+        reg.promote(reg.register(export, "self"))
+        evaluated.clear()
+        loads.clear()
+        again = run_gates(s, result.run_dir, "shop", store=reg.store, write=False)
+        assert len(evaluated) == 1 and len(loads) == 1, (evaluated, loads)
+        assert again.table == report.table
+        check = {c.name: c for c in again.checks}["no_regression"]
+        assert check.passed and check.value == check.threshold

@@ -15,16 +15,24 @@ it failed:
 
 The verdict is written as `gate.json` and `gate.html` into the export folder, so registering the
 export keeps both in the version, and `register(..., gate_report=...)` records it in the manifest.
+
+One gate run reads the dataset's interactions once (the re-scorings and the latency probe share
+them), retrieves each (feature service, data) pair's point-in-time user features from Feast once,
+and evaluates each export once: production is not evaluated again when it is the candidate's very
+export.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +42,7 @@ from shoprec.config import GateSettings, Settings
 
 if TYPE_CHECKING:
     from shoprec.storage import Store
+    from training.data import Interactions
     from training.export import ExportedModel
 
 FORMAT = "shoprec-gate/1"
@@ -44,6 +53,8 @@ COVERAGE = "coverage@20"
 SHOWN = ("ndcg@10", "ndcg@20", "recall@10", "recall@20", "mrr@10", "hit@10", COVERAGE)
 # what fixes the evaluation: production is re-scored with the candidate's values of these
 EVAL_FIELDS = ("protocol", "test_days", "valid_days", "exclude", "ks")
+# what evaluation reads of an export: two exports alike in these score alike
+SCORED_FILES = ("metadata.json", "model.ts", "items.pt", "blend.json", "popularity.pt")
 PROBE_USERS = 32
 
 
@@ -305,6 +316,75 @@ def judge_metrics(metrics: dict, protocol: str | None, gates: GateSettings,
 
 
 # ------------------------------------------------------------------------- measuring
+def gate_interactions(settings: Settings, meta: dict, dataset: str) -> Interactions:
+    """The interactions an export of `meta` is evaluated and probed on: the dataset's, with the
+    run's session gap for the session protocol (as `evaluate_export` and `probe` load them)."""
+    from training.data import load_interactions
+
+    window = meta.get("data_window")
+    gap = window.get("session_gap_minutes") if isinstance(window, dict) else None
+    if (meta.get("training") or {}).get("protocol") == "session" and isinstance(gap, int) \
+            and gap >= 1:
+        settings = settings.model_copy(update={"session_gap_minutes": gap})
+    return load_interactions(settings, dataset)
+
+
+_features_lock = threading.Lock()
+_features_users = [0]
+_features_memo: dict[tuple, tuple] = {}
+
+
+@contextlib.contextmanager
+def one_feature_retrieval() -> Iterator[None]:
+    """While inside, `training.features.user_day_features` retrieves each (settings, data,
+    feature service) once: the candidate and production, re-scored on the same interactions
+    through the same training service, share one Feast point-in-time retrieval. (evaluate_export
+    takes no precomputed features, so the gate memoizes the function it calls; the original is
+    back when the last gate run in the process leaves.)"""
+    import training.features as tf
+
+    with _features_lock:
+        if _features_users[0] == 0:
+            original = tf.user_day_features
+
+            def memoized(settings: Settings, x: Interactions, *args: Any, **kwargs: Any):
+                key = (id(x), settings.model_dump_json(), args, tuple(sorted(kwargs.items())))
+                with _features_lock:
+                    hit = _features_memo.get(key)
+                if hit is not None and hit[0] is x:
+                    return hit[1]
+                out = original(settings, x, *args, **kwargs)
+                with _features_lock:
+                    _features_memo[key] = (x, out)  # x kept alive: its id is not reused
+                return out
+
+            memoized.original = original  # type: ignore[attr-defined]
+            tf.user_day_features = memoized
+        _features_users[0] += 1
+    try:
+        yield
+    finally:
+        with _features_lock:
+            _features_users[0] -= 1
+            if _features_users[0] == 0:
+                tf.user_day_features = tf.user_day_features.original
+                _features_memo.clear()
+
+
+def _same_scoring(a: Path, b: Path) -> bool:
+    """Two export folders whose evaluated files are byte for byte the same."""
+    from shoprec.registry.manifest import sha256_file
+
+    for name in SCORED_FILES:
+        fa, fb = a / name, b / name
+        if fa.is_file() != fb.is_file():
+            return False
+        if fa.is_file() and (fa.stat().st_size != fb.stat().st_size
+                             or sha256_file(fa) != sha256_file(fb)):
+            return False
+    return True
+
+
 def _evaluated_like(folder: Path, cand_meta: dict, tmp: Path) -> Path:
     """`folder` (production's export) as the candidate's protocol evaluates it: the same export
     with the candidate's evaluation fields in its metadata (a copy; the registry's is never
@@ -331,10 +411,11 @@ def _evaluated_like(folder: Path, cand_meta: dict, tmp: Path) -> Path:
 
 
 def rescore_against_production(settings: Settings, export: Path, dataset: str,
-                               store: Store) -> Production:
+                               store: Store, x: Interactions | None = None) -> Production:
     """Production and the candidate re-scored by `evaluate_export` (model and blend; the
     baselines are judged on the run's own metrics) on the current data, with the candidate's
-    protocol. No production alias: Production(None)."""
+    protocol, each once (`x`: the interactions, loaded by the caller; production evaluated only
+    when it is another export than the candidate). No production alias: Production(None)."""
     from shoprec.registry import Registry, load
     from shoprec.storage import StorageError
     from training.evaluate import evaluate_export
@@ -346,10 +427,21 @@ def rescore_against_production(settings: Settings, export: Path, dataset: str,
     cand_meta = json.loads((export / "metadata.json").read_bytes())
     try:
         folder = load(store, dataset, "production", settings=settings)
-        cand, _ = evaluate_export(settings, export, dataset, baselines=False)
-        with tempfile.TemporaryDirectory(prefix="shoprec-gate-") as tmp:
-            prod, _ = evaluate_export(settings, _evaluated_like(folder, cand_meta, Path(tmp)),
-                                      dataset, baselines=False)
+        with one_feature_retrieval():
+            cand, _ = evaluate_export(settings, export, dataset, x=x, baselines=False)
+            if _same_scoring(folder, export):  # production is this very export
+                prod = cand
+            else:
+                # the same interactions, unless production's own session gap would apply (a
+                # session-protocol candidate that records none)
+                window = cand_meta.get("data_window")
+                own_gap = (cand_meta["training"].get("protocol") == "session"
+                           and (window.get("session_gap_minutes") if isinstance(window, dict)
+                                else None) is None)
+                with tempfile.TemporaryDirectory(prefix="shoprec-gate-") as tmp:
+                    prod, _ = evaluate_export(
+                        settings, _evaluated_like(folder, cand_meta, Path(tmp)), dataset,
+                        x=None if own_gap else x, baselines=False)
     except StorageError:
         raise  # the store is unreachable: the task fails, it is no verdict on the model
     except Exception as e:  # RegistryError (damaged, collected), TrainingDataError, torch's
@@ -359,7 +451,7 @@ def rescore_against_production(settings: Settings, export: Path, dataset: str,
 
 
 def probe(settings: Settings, exp: ExportedModel, dataset: str, calls: int,
-          users: int = PROBE_USERS, seed: int = 0) -> Probe:
+          users: int = PROBE_USERS, seed: int = 0, x: Interactions | None = None) -> Probe:
     """Score real users of the dataset one at a time, as serving does: the export's TorchScript
     model (+ its ranker when the blend is one) on CPU with one torch thread, `calls`
     single-user calls, timed.
@@ -367,20 +459,16 @@ def probe(settings: Settings, exp: ExportedModel, dataset: str, calls: int,
     Inputs are each probe user's latest `max_len` interactions (items the export does not know
     are masked, as in evaluation). Two inputs come from Feast at serving and are taken as given
     here, outside the timing: the user features (zeros: Feast's online lookup is ~0.65 ms p99,
-    STACK-NOTES) and the ranker's repeat statistics (computed from the warehouse beforehand)."""
+    STACK-NOTES) and the ranker's repeat statistics (computed from the warehouse beforehand).
+    `x`: the interactions (`gate_interactions`), when the caller has them already."""
     import numpy as np
     import torch
 
-    from training.data import load_interactions
     from training.splits import EvalSet
     from training.tensors import window_times, windows
 
     meta = exp.meta
-    window = meta.get("data_window")
-    gap = window.get("session_gap_minutes") if isinstance(window, dict) else None
-    if meta["training"].get("protocol") == "session" and isinstance(gap, int) and gap >= 1:
-        settings = settings.model_copy(update={"session_gap_minutes": gap})
-    x = load_interactions(settings, dataset)
+    x = x if x is not None else gate_interactions(settings, meta, dataset)
     b = x.user_bounds()
     rng = np.random.default_rng(seed)
     who = np.sort(rng.choice(x.n_users, size=min(users, x.n_users), replace=False))
@@ -498,10 +586,14 @@ def run_gates(settings: Settings, run_dir: Path, dataset: str | None = None, *,
     cand = candidate_name(metrics)
     kind = exp.blend.get("kind", "model") if exp.blend else "model"
 
-    production = rescore_against_production(settings, export, dataset, store)
+    try:  # once for the re-scorings and the probe
+        x = gate_interactions(settings, exp.meta, dataset)
+    except Exception:  # each check loads them again and fails in its own words
+        x = None
+    production = rescore_against_production(settings, export, dataset, store, x)
     checks = judge_metrics(metrics, protocol, gates, production)
     try:
-        p = probe(settings, exp, dataset, gates.latency_calls)
+        p = probe(settings, exp, dataset, gates.latency_calls, x=x)
     except Exception as e:  # a model that cannot score one user fails its gate, not the run
         p = None
         checks.append(Check("latency_p99", False, None, gates.latency_budget_ms,
