@@ -351,3 +351,32 @@ def test_a_gate_run_reads_the_data_once_and_evaluates_each_export_once(tiny_run,
         assert again.table == report.table
         check = {c.name: c for c in again.checks}["no_regression"]
         assert check.passed and check.value == check.threshold
+
+
+def test_the_gate_and_the_registry_resolve_a_run_alike(tmp_path):
+    """A run folder and its export/ give the same run: its export, its metadata's dataset and
+    the run folder's name as run id (an export folder given directly was registered as run
+    'export' before); what cannot be read is one line."""
+    from shoprec.names import InvalidName
+    from shoprec.pipeline.training import resolve_run
+    from shoprec.registry import RegistryError
+
+    run = tmp_path / "20260101T000000Z-time-seed1"
+    (run / "export").mkdir(parents=True)
+    (run / "export" / "metadata.json").write_text(json.dumps({"dataset": "shop"}))
+    for given in (run, run / "export"):
+        ref = resolve_run(given)
+        assert (ref.run_dir, ref.export, ref.dataset, ref.run_id) == (
+            run, run / "export", "shop", run.name)
+    assert resolve_run(run, "acme", "r1").dataset == "acme"
+    assert resolve_run(run, run_id="r1").run_id == "r1"
+    with pytest.raises(InvalidName, match="run name"):
+        resolve_run(run, run_id="../r1")
+    (run / "export" / "metadata.json").write_text("{half")
+    with pytest.raises(RegistryError, match="not valid JSON"):
+        resolve_run(run)
+    (run / "export" / "metadata.json").write_text("[]")
+    with pytest.raises(RegistryError, match="names no dataset"):
+        resolve_run(run)
+    with pytest.raises(RegistryError, match="no metadata.json"):
+        resolve_run(tmp_path / "nothing")

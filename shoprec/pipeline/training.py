@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from shoprec.config import Settings, get_settings
@@ -38,6 +39,45 @@ def _store(settings: Settings):
     from shoprec.storage import store_from_settings
 
     return store_from_settings(settings)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A training run as the gate and the registry see it."""
+
+    run_dir: Path  # the run folder (the export folder itself when it has none)
+    export: Path
+    dataset: str
+    run_id: str  # the registry's run id
+
+
+def resolve_run(run_dir: str | Path, dataset: str | None = None,
+                run_id: str | None = None) -> RunRef:
+    """The export of a run folder (or an export folder), its dataset (`dataset`, else the one
+    its metadata names) and its registry run id (`run_id`, else the run folder's name: an export
+    folder given directly is named after the run folder holding it). One line when the folder
+    holds no readable export."""
+    from shoprec.names import check_name
+    from shoprec.registry import RegistryError
+    from shoprec.registry.gates import export_folder
+
+    export = export_folder(Path(run_dir))
+    folder = export.parent if export.name == "export" else export
+    meta_file = export / "metadata.json"
+    if not meta_file.is_file():
+        raise RegistryError(f"{folder}: neither a run folder with an export/ nor an export (no "
+                            f"metadata.json)")
+    if not dataset:
+        try:
+            meta = json.loads(meta_file.read_bytes())
+        except ValueError:
+            raise RegistryError(f"{meta_file}: not valid JSON (half-written or damaged "
+                                f"export)") from None
+        dataset = meta.get("dataset") if isinstance(meta, dict) else None
+        if not isinstance(dataset, str):
+            raise RegistryError(f"{meta_file}: names no dataset (not a shoprec export?)")
+    return RunRef(folder, export, check_name(dataset, "dataset"),
+                  check_name(run_id or folder.name, "run"))
 
 
 # ----------------------------------------------------------------------- when to train
@@ -172,15 +212,13 @@ def gate_task(run_dir: str | Path, dataset: str | None = None, run_id: str | Non
     """Run every gate on a run and write gate.json / gate.html into its export. When this run
     id is registered already (a re-run), its recorded verdict is the verdict."""
     from shoprec.registry import Registry
-    from shoprec.registry.gates import export_folder, run_gates
+    from shoprec.registry.gates import run_gates
 
     s = settings or get_settings()
-    run_dir = Path(run_dir)
-    export = export_folder(run_dir)
-    ds = dataset or json.loads((export / "metadata.json").read_bytes())["dataset"]
+    run = resolve_run(run_dir, dataset, run_id)
     store = _store(s)
-    rid = run_id or run_dir.name
-    reg = Registry(store, ds)
+    rid = run.run_id
+    reg = Registry(store, run.dataset)
     version = reg.run_version(rid)
     if version:
         report = reg.manifest(version).get("gate_report")
@@ -189,10 +227,10 @@ def gate_task(run_dir: str | Path, dataset: str | None = None, run_id: str | Non
                     "version": version, "reused": True,
                     "summary": f"{rid} is registered as {version}: its recorded verdict "
                                f"({'passed' if report['passed'] else 'refused'}) stands"}
-    report = run_gates(s, run_dir, ds, store=store)
+    report = run_gates(s, run.run_dir, run.dataset, store=store)
     return {"passed": report.passed, "reasons": report.reasons, "version": None,
             "reused": False, "summary": report.summary(), "production": report.production,
-            "gate_json": str(export / "gate.json")}
+            "gate_json": str(run.export / "gate.json")}
 
 
 # ---------------------------------------------------------------- register / promote
@@ -201,16 +239,13 @@ def register_task(run_dir: str | Path, dataset: str | None = None, run_id: str |
     """Register the run's export (with its gate.json) as a version; the same run id again
     returns the version registered before."""
     from shoprec.registry import register
-    from shoprec.registry.gates import export_folder, read_report
+    from shoprec.registry.gates import read_report
 
     s = settings or get_settings()
-    run_dir = Path(run_dir)
-    export = export_folder(run_dir)
-    ds = dataset or json.loads((export / "metadata.json").read_bytes())["dataset"]
-    report = read_report(export)
-    rid = run_id or run_dir.name
-    version = register(_store(s), export, ds, rid, gate_report=report)
-    return {"version": version, "dataset": ds, "run_id": rid,
+    run = resolve_run(run_dir, dataset, run_id)
+    report = read_report(run.export)
+    version = register(_store(s), run.export, run.dataset, run.run_id, gate_report=report)
+    return {"version": version, "dataset": run.dataset, "run_id": run.run_id,
             "passed": bool(report and report.get("passed")),
             "reasons": list((report or {}).get("reasons") or [])}
 
@@ -240,16 +275,13 @@ def gate_register_promote(settings: Settings, run_dir: str | Path, *, dataset: s
     """Gate a training run, register it (gate report included) and promote it: `candidate`
     always, `production` only when every gate passed. A refused run leaves production as it is.
     The one call for the demo and the CLI; the DAG runs the same steps as tasks."""
-    from shoprec.registry.gates import export_folder
-
-    run_dir = Path(run_dir)
-    rid = run_id or run_dir.name
-    gate = gate_task(run_dir, dataset, rid, settings)
-    reg = register_task(run_dir, dataset, rid, settings)
+    run = resolve_run(run_dir, dataset, run_id)
+    gate = gate_task(run.run_dir, run.dataset, run.run_id, settings)
+    reg = register_task(run.run_dir, run.dataset, run.run_id, settings)
     why = "gate passed" if gate["passed"] else "gate refused: " + "; ".join(gate["reasons"])
     promo = promote_task(reg["version"], reg["dataset"], gate["passed"], settings, by,
                          why[:500])
-    return {"version": reg["version"], "dataset": reg["dataset"], "run_id": rid,
+    return {"version": reg["version"], "dataset": reg["dataset"], "run_id": run.run_id,
             "passed": gate["passed"], "reasons": gate["reasons"], "summary": gate["summary"],
             "moved": promo["moved"], "production": promo["production"],
-            "gate_html": str(export_folder(run_dir) / "gate.html")}
+            "gate_html": str(run.export / "gate.html")}
