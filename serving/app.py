@@ -232,7 +232,7 @@ def create_app(settings: Settings | None = None, *, poll: bool = True) -> FastAP
     @admin.post("/reload", response_model=Reload, dependencies=[Depends(require_admin)])
     def reload(svc: Svc):
         """Load the registry's production version now (when it moved) and swap it in."""
-        return Reload(**svc.check(why="admin reload"))
+        return Reload(**svc.reload(why="admin reload"))
 
     # -------------------------------------------------------------------------- demo
     page = (STATIC / "index.html").read_text()

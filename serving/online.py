@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -95,6 +96,43 @@ class Breaker:
             return False
 
 
+class _DaemonPool:
+    """A fixed pool of daemon threads running submitted calls into Futures. Daemon threads: a
+    call hanging on a dead store (redis-py's retries) never holds the process at exit, as a
+    ThreadPoolExecutor's workers would."""
+
+    def __init__(self, workers: int, name: str):
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        for n in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            fut, fn = task
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as e:
+                fut.set_exception(e)
+
+    def submit(self, fn: Callable[[], Any]) -> cf.Future:
+        if self._closed:
+            raise RuntimeError("pool closed")
+        fut: cf.Future = cf.Future()
+        self._tasks.put((fut, fn))
+        return fut
+
+    def shutdown(self, workers: int) -> None:
+        self._closed = True
+        for _ in range(workers):
+            self._tasks.put(None)
+
+
 @dataclass
 class Event:
     """What a live sequence needs of one accepted event."""
@@ -123,14 +161,14 @@ class OnlineFeaturesReader:
         self.live = LiveSequences(self.store, settings, dataset)
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_reset_seconds)
         self._workers = cfg.store_workers
-        self._pool = cf.ThreadPoolExecutor(cfg.store_workers, thread_name_prefix="online-store")
+        self._pool = _DaemonPool(cfg.store_workers, "online-store")
         self._slots = threading.BoundedSemaphore(cfg.store_workers)
         self._services: dict[str, Any] = {}
         self._services_lock = threading.Lock()
         self.on_failure = on_failure or (lambda cause: None)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(self._workers)
 
     # ------------------------------------------------------------------ the guarded call
     def _call(self, fn: Callable[[], Any], timeout_s: float, what: str) -> Any:

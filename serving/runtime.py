@@ -21,9 +21,12 @@ snapshot every item is kept (logged once per load).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import logging
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ log = logging.getLogger("shoprec.serving")
 
 PERSONALIZED, COLD_START, FALLBACK = "personalized", "cold_start", "fallback"
 SAMPLE_USERS = 12
+RELOAD_NICE = 10  # the reload thread's priority below the request threads (Linux)
 
 
 class NoModel(RuntimeError):
@@ -168,6 +172,8 @@ class Service:
         self._reload_lock = threading.Lock()
         self._snapshot: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------- loading
@@ -244,16 +250,46 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.reader.close()
 
+    def reload(self, why: str = "admin reload", timeout_s: float = 300.0) -> dict:
+        """`check` on the reload thread (so loading and warming run at its lower priority,
+        never on a request's thread), waited for; in place when nothing polls."""
+        if self._thread is None or not self._thread.is_alive():
+            return self.check(why)
+        fut: cf.Future = cf.Future()
+        self._requests.put((fut, why))
+        self._wake.set()
+        return fut.result(timeout=timeout_s)
+
     def _poll(self) -> None:
-        while not self._stop.wait(self.settings.serving.reload_seconds):
+        """The reload thread: a check every `reload_seconds`, or at once when asked. Linux
+        lets one thread lower its own priority: loading and warming a model (a second of CPU)
+        then yields the cores to the requests being answered meanwhile."""
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RELOAD_NICE)
+        while True:
+            self._wake.wait(self.settings.serving.reload_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            asked = []
+            while not self._requests.empty():
+                asked.append(self._requests.get())
             try:
-                self.check(why="registry poll")
-            except Exception:  # never let the poller die
+                out = self.check(why=asked[0][1] if asked else "registry poll")
+            except Exception as e:  # never let the reload thread die
                 log.exception("model reload check failed")
+                for fut, _ in asked:
+                    fut.set_exception(e)
+                continue
+            for fut, _ in asked:
+                fut.set_result(out)
+        while not self._requests.empty():  # stopping: nobody waits in vain
+            self._requests.get()[0].set_exception(RuntimeError("the service is stopping"))
 
     def check(self, why: str = "reload") -> dict:
         """Load production when it moved (or nothing is loaded), refresh the catalogue when
