@@ -1,5 +1,5 @@
-"""`shoprec models ...`: the registry: list, show, gate, register, promote, rollback, history,
-gc."""
+"""`shoprec models ...`: the registry: list, show, verify, gate, register, promote, rollback,
+history, gc."""
 
 from __future__ import annotations
 
@@ -30,23 +30,37 @@ def _registry(dataset: str | None):
     return Registry(store_from_settings(s), dataset or s.dataset)
 
 
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
+
+
 @app.command("list")
 def list_cmd(dataset: str = DATASET) -> None:
-    """Every version, oldest first: when, what it scored, which aliases point at it."""
-    from shoprec.registry import headline
+    """Every version, oldest first: when, what it scored, which aliases point at it. A version
+    whose manifest cannot be read is listed as damaged (exit code 1)."""
+    from shoprec.registry import RegistryError, headline
 
     reg = _registry(dataset)
     pointing: dict[str, list[str]] = {}
     for alias, version in reg.aliases().items():
         pointing.setdefault(version, []).append(alias)
     versions = reg.versions()
+    damaged = 0
     for v in versions:
-        m = reg.manifest(v)
         aliases = ",".join(pointing.get(v, []))
+        arrow = f"  ← {aliases}" if aliases else ""
+        try:
+            m = reg.manifest(v)
+        except RegistryError as e:
+            damaged += 1
+            typer.echo(f"{v}  DAMAGED: {e}{arrow}")
+            continue
         typer.echo(f"{v}  {str(m.get('registered_at'))[:19]}  {m.get('recommender', '?'):<6}  "
-                   f"{headline(m)}  {m.get('run_id')}" + (f"  ← {aliases}" if aliases else ""))
-    console.print(f"{len(versions)} version(s) of {reg.dataset} in "
-                  f"{reg.store.uri(reg.dataset)}", markup=False, highlight=False)
+                   f"{headline(m)}  {m.get('run_id')}{arrow}")
+    _say(f"{len(versions)} version(s) of {reg.dataset} in {reg.store.uri(reg.dataset)}"
+         + (f"; {damaged} damaged (`shoprec models verify`)" if damaged else ""))
+    if damaged:
+        raise typer.Exit(1)
 
 
 @app.command("show")
@@ -60,10 +74,38 @@ def show_cmd(ref: str = typer.Argument(..., help="A version or an alias."),
     typer.echo(json.dumps(manifest, indent=1, default=str))
 
 
-def _export_of(run: str | None, ds: str) -> Path:
-    """The export folder of a run id, a run folder or an export folder (default: latest run)."""
-    from shoprec.names import check_name
+@app.command("verify")
+def verify_cmd(ref: str = typer.Argument(None, help="A version or an alias (default: every "
+                                                    "version)."),
+               dataset: str = DATASET) -> None:
+    """Check every stored file of a version (or of every version) against its manifest's
+    sha256, as loading does; names what is damaged or missing, and exits non-zero then."""
     from shoprec.registry import RegistryError
+
+    reg = _registry(dataset)
+    if ref:  # one version: intact, or one line saying what is wrong
+        version = reg.resolve(ref)
+        reg.verify(version)
+        typer.echo(f"ok       {version}")
+        return
+    versions = reg.versions()
+    bad = 0
+    for v in versions:
+        try:
+            reg.verify(v)
+            typer.echo(f"ok       {v}")
+        except RegistryError as e:
+            bad += 1
+            typer.echo(f"DAMAGED  {v}: {e}")
+    _say(f"{len(versions) - bad} of {len(versions)} version(s) of {reg.dataset} intact")
+    if bad:
+        raise typer.Exit(1)
+
+
+def _run_folder(run: str | None, ds: str) -> Path:
+    """The folder of a run id, a run folder or an export folder (default: the dataset's latest
+    run); `shoprec.pipeline.training.resolve_run` finds its export, dataset and run id."""
+    from shoprec.names import check_name
 
     s = get_settings()
     if run is None:
@@ -74,11 +116,7 @@ def _export_of(run: str | None, ds: str) -> Path:
         folder = Path(run).expanduser().resolve()
     else:
         folder = s.runs_dir(ds) / check_name(run, "run")
-    export = folder / "export" if (folder / "export").is_dir() else folder
-    if not (export / "metadata.json").is_file():
-        raise RegistryError(f"{folder}: neither a run folder with an export/ nor an export "
-                            f"(no metadata.json)")
-    return export
+    return folder
 
 
 RUN = typer.Argument(None, help="A run id of the dataset, a run folder or an export folder "
@@ -102,19 +140,18 @@ def register_cmd(
 ) -> None:
     """Register a training run's export as a new immutable version (again: nothing new). The
     export's gate.json, when there is one, is recorded as its gate report."""
-    from shoprec.names import check_name
+    from shoprec.pipeline.training import resolve_run
     from shoprec.registry.gates import read_report, run_gates
 
     s = get_settings()
     ds = dataset or s.dataset
-    export = _export_of(run, ds)
-    rid = run_id or (export.parent.name if export.name == "export" else export.name)
+    found = resolve_run(_run_folder(run, ds), ds, run_id)
+    export, rid = found.export, found.run_id
     reg = _registry(ds)
-    before = reg.run_version(check_name(rid, "run"))
+    before = reg.run_version(rid)
     if not before and gate:
-        report = run_gates(s, export.parent if export.name == "export" else export, ds,
-                           store=reg.store)
-        console.print(report.summary(), markup=False, highlight=False)
+        report = run_gates(s, found.run_dir, ds, store=reg.store)
+        _say(report.summary())
     version = before or reg.register(export, rid, read_report(export))
     verb = "already registered" if before else "[green]registered[/]"
     console.print(f"{verb} {version} (run {rid}) → {reg.store.uri(reg.dataset)}")
@@ -132,16 +169,17 @@ def gate_cmd(
     """Judge a run before promotion: beats every baseline, no regression against production,
     single-user p99 latency, sanity. Writes gate.json and gate.html into its export; exits 1
     when refused."""
+    from shoprec.pipeline.training import resolve_run
     from shoprec.registry.gates import run_gates
 
     s = get_settings()
     ds = dataset or s.dataset
-    export = _export_of(run, ds)
-    run_dir = export.parent if export.name == "export" else export
+    found = resolve_run(_run_folder(run, ds), ds, run_id)
+    export, run_dir = found.export, found.run_dir
     if register:
         from shoprec.pipeline.training import gate_register_promote
 
-        out = gate_register_promote(s, run_dir, dataset=ds, run_id=run_id)
+        out = gate_register_promote(s, run_dir, dataset=ds, run_id=found.run_id)
         report = json.loads((export / "gate.json").read_bytes())
         _print_gate(report)
         console.print(out["summary"], markup=False, highlight=False)
@@ -162,36 +200,44 @@ def gate_cmd(
 def promote_cmd(version: str = typer.Argument(..., help="A version (or an alias to copy)."),
                 alias: str = ALIAS, why: str = WHY, by: str = BY,
                 dataset: str = DATASET) -> None:
-    """Point an alias at a version: one atomic write, recorded in the alias's history."""
+    """Point an alias at a version: one atomic write, recorded in the alias's history. The
+    version's files are checked against its manifest first: a damaged one is refused."""
     reg = _registry(dataset)
     target = reg.resolve(version)
     move = reg.promote(target, alias, by, why)
     if move is None:
-        console.print(f"{alias} already points at {target}: nothing to do")
+        _say(f"{alias} already points at {target}: nothing to do")
     else:
-        console.print(f"[green]promoted[/] {move.summary()}")
+        console.print("[green]promoted[/] ", end="")
+        _say(move.summary() + (f"; {move.note}" if move.note else ""))
 
 
 @app.command("rollback")
 def rollback_cmd(alias: str = ALIAS, why: str = WHY, by: str = BY,
                  dataset: str = DATASET) -> None:
-    """Move an alias back to the version it held before its last move."""
+    """Move an alias back to the version it held before its last move (checked against its
+    manifest first, like promote)."""
     move = _registry(dataset).rollback(alias, by, why)
-    console.print(f"[green]rolled back[/] {move.summary()}")
+    console.print("[green]rolled back[/] ", end="")
+    _say(move.summary())
 
 
 @app.command("history")
 def history_cmd(alias: str = typer.Option(None, help="candidate or production (default: "
                                                      "both)."),
-                dataset: str = DATASET) -> None:
+                dataset: str = DATASET,
+                every: bool = typer.Option(False, "--all", help="Also the moves recorded but "
+                                           "never applied (interrupted, or overwritten by a "
+                                           "concurrent move).")) -> None:
     """Every alias move, oldest first."""
-    records = _registry(dataset).history(alias)
+    records = _registry(dataset).history(alias, unapplied=every)
     for r in records:
-        typer.echo(f"{r.get('at', '')[:19]}  {r.get('alias'):<10} {r.get('action'):<8} "
-                   f"{r.get('from') or '(none)'} → {r.get('to')}  by {r.get('by')}"
-                   + (f": {r['why']}" if r.get("why") else ""))
+        typer.echo(f"{str(r.get('at', ''))[:19]}  {str(r.get('alias')):<10} "
+                   f"{str(r.get('action')):<8} {r.get('from') or '(none)'} → {r.get('to')}  "
+                   f"by {r.get('by')}" + (f": {r['why']}" if r.get("why") else "")
+                   + ("  (not applied)" if r.get("applied") is False else ""))
     if not records:
-        console.print("no moves yet")
+        _say("no moves yet")
 
 
 @app.command("gc")
@@ -203,5 +249,7 @@ def gc_cmd(keep: int = typer.Option(5, help="Newest versions kept besides the al
     gone = reg.gc(keep, dry_run=dry_run)
     for v in gone:
         typer.echo(v)
-    console.print(f"[green]gc[/] {'would delete' if dry_run else 'deleted'} {len(gone)} "
-                  f"version(s) of {reg.dataset}; {len(reg.versions())} left")
+    left = len(set(reg.versions()) - set(gone))
+    console.print("[green]gc[/] ", end="")
+    _say(f"{'would delete' if dry_run else 'deleted'} {len(gone)} version(s) of {reg.dataset}; "
+         f"{left} left")

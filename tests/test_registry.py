@@ -343,7 +343,8 @@ def test_cli(store, exports, tmp_path, monkeypatch, request):
     assert version in listed and "production" in listed and "blend/test" in listed
     shown = json.loads(ok("show", "production", stdout=True))
     assert shown["version"] == version and shown["aliases"] == ["production"]
-    assert "promote" in ok("history")
+    assert "promote" in ok("history") and "promote" in ok("history", "--all")
+    assert f"ok       {version}" in ok("verify") and version in ok("verify", "production")
     assert "deleted 0" in ok("gc", "--keep", "0")
     if isinstance(store, LocalStore):  # the real process: one line, no traceback
         r = subprocess.run([sys.executable, "-m", "shoprec.cli", "models", "rollback"],
@@ -570,8 +571,9 @@ def test_gc_racing_promotions_never_leaves_an_alias_on_a_missing_version(store, 
                     else:
                         mine.promote(rng.choice(versions), alias=rng.choice(ALIASES))
                 except RegistryError as e:  # collected before the move: said, not done
-                    assert "deleted (gc) meanwhile" in str(e) or "no version" in str(e) \
-                        or "no previous version" in str(e) or "no longer exists" in str(e), e
+                    said = ("deleted (gc) meanwhile", "no version", "no previous version",
+                            "no longer exists", "incomplete in the store")
+                    assert any(w in str(e) for w in said), e
                     refused[0] += 1
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
@@ -663,3 +665,106 @@ def test_history_written_before_moves_were_chained_still_counts(store, reg, expo
     assert [h["to"] for h in reg.history("production")] == [v[0], v[1], v[2]]
     assert reg.rollback().new == v[1] and reg.rollback().new == v[0]
     _agrees(reg)
+
+
+# --- damaged versions and aliases, and the CLI's failures -------------------------------------
+
+
+def _damage(store, key: str) -> None:
+    data = bytearray(store.get_bytes(key))
+    data[len(data) // 2] ^= 0x40
+    store.put_bytes(key, bytes(data))
+
+
+def test_promote_and_rollback_refuse_a_damaged_or_incomplete_version(store, reg, exports,
+                                                                    tmp_path):
+    """A version with one changed byte (or a file missing) is never aliased: promote and
+    rollback check every stored file first, even when a verified copy sits in a local cache."""
+    v = [reg.register(exports[i], f"run{i}") for i in range(3)]
+    reg.promote(v[0])
+    reg.promote(v[1])
+    reg.load(v[0], tmp_path / "cache")  # an intact local copy proves nothing about the store
+    _damage(store, f"shop/versions/{v[0]}/items.pt")
+    with pytest.raises(RegistryError, match=r"items\.pt: sha256 .* does not match") as e:
+        reg.verify(v[0])
+    assert "\n" not in str(e.value)
+    with pytest.raises(RegistryError, match=rf"cannot roll back 'production' .* to {v[0]}: .*"
+                                            r"items\.pt: sha256"):
+        reg.rollback()
+    with pytest.raises(RegistryError, match=r"items\.pt: sha256"):
+        reg.promote(v[0], alias="candidate")
+    store.delete(f"shop/versions/{v[2]}/model.ts")
+    with pytest.raises(RegistryError, match=r"incomplete in the store: no object .*model\.ts"):
+        reg.promote(v[2])
+    assert reg.aliases() == {"production": v[1]} and len(reg.history()) == 2
+    reg.verify(v[1])
+
+
+def test_a_damaged_alias_is_said_and_written_anew_by_promote(store, reg, exports):
+    v = [reg.register(exports[i], f"run{i}") for i in range(2)]
+    reg.promote(v[0])
+    reg.promote(v[1])
+    store.put_bytes("shop/aliases/production.json", b'{"version": ')
+    for call in (reg.aliases, reg.rollback, reg.history, lambda: reg.gc(keep=0)):
+        with pytest.raises(RegistryError, match=r"production\.json: not valid JSON \(damaged\): "
+                                                r"`shoprec models promote VERSION --alias "
+                                                r"production` writes it anew"):
+            call()
+    move = reg.promote(v[1])  # the same version: written anew all the same
+    assert move.old is None and "written anew" in move.note
+    assert reg.aliases() == {"production": v[1]}
+    assert [h["to"] for h in reg.history("production")] == [v[0], v[1], v[1]]
+    assert reg.rollback().new == v[0]  # the history before the damage still counts
+    _agrees(reg)
+
+
+_CLI = r"""
+import contextlib, io, json, sys
+from shoprec.cli import main
+
+out = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["shoprec", *argv]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code
+    out.append([argv, code, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def test_cli_failures_are_one_line_and_exit_non_zero(exports, tmp_path):
+    """Hostile input to every `shoprec models` command, in a real process: each failure is one
+    line on stderr, no traceback, a non-zero exit code; nothing is changed by them."""
+    from shoprec.config import Settings
+
+    home = tmp_path / "home"
+    store = LocalStore(Settings(home=home).model_registry())
+    reg = Registry(store, "shop")
+    v = [reg.register(exports[i], f"run{i}") for i in range(2)]
+    reg.promote(v[0])
+    reg.promote(v[1])
+    _damage(store, f"shop/versions/{v[0]}/model.ts")
+    before = {k: store.get_bytes(k) for k in store.list()}
+    bad = [["show", "../production"], ["show", ""], ["show", "v" * 300], ["show", "vé€ñ"],
+           ["show", "v20000101T000000.000000-abcdef"], ["promote", "../x"],
+           ["promote", "v20000101T000000.000000-abcdef"], ["promote", v[0]],
+           ["promote", v[1], "--alias", "staging"], ["promote", v[1], "--alias", "../a"],
+           ["rollback"], ["rollback", "--dataset", "other"], ["history", "--alias", "x/y"],
+           ["gc", "--keep", "-1"], ["list", "--dataset", "../x"], ["verify"],
+           ["verify", "nope"], ["register", "no-such-run"], ["register", str(tmp_path)],
+           ["gate", "no-such-run"]]
+    r = subprocess.run([sys.executable, "-c", _CLI, json.dumps([["models", *a] for a in bad])],
+                       env={**os.environ, "SHOPREC_HOME": str(home)}, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for argv, code, err in json.loads(r.stdout.strip().splitlines()[-1]):
+        lines = err.strip().splitlines()
+        assert code not in (0, None), (argv, code, err)
+        assert len(lines) == 1 and "Traceback" not in err, (argv, err)
+        if argv[1:] != ["verify"]:  # that one lists every version, then sums up
+            assert lines[0].startswith("error: "), (argv, err)
+    assert {k: store.get_bytes(k) for k in store.list()} == before

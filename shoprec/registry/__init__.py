@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shoprec.registry.core import ALIASES, Move, Registry, VersionNotFound, default_actor
+from shoprec.registry.core import (
+    ALIASES,
+    Damaged,
+    Move,
+    Registry,
+    VersionNotFound,
+    default_actor,
+)
 from shoprec.registry.manifest import MANIFEST, RegistryError, headline, per_user_paths
 
 if TYPE_CHECKING:
@@ -19,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ALIASES", "MANIFEST", "Move", "Registry", "RegistryError", "default_actor", "gc",
            "headline", "history", "load", "per_user_paths", "promote", "register", "rollback",
-           "VersionNotFound"]
+           "VersionNotFound", "Damaged"]
 
 
 def register(store: Store, export_dir: Path, dataset: str, run_id: str,

@@ -35,11 +35,12 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shoprec.names import check_name, is_name
@@ -71,6 +72,10 @@ class VersionNotFound(RegistryError):
     """No complete version (manifest) of that name."""
 
 
+class Damaged(RegistryError):
+    """A registry object that is not what the registry wrote (not JSON, not an object)."""
+
+
 def default_actor() -> str:
     try:
         return f"{getpass.getuser()}@{socket.gethostname()}"
@@ -94,9 +99,9 @@ def _json(data: bytes, where: str) -> dict:
     try:
         obj = json.loads(data)
     except ValueError:
-        raise RegistryError(f"{where}: not valid JSON (damaged)") from None
+        raise Damaged(f"{where}: not valid JSON (damaged)") from None
     if not isinstance(obj, dict):
-        raise RegistryError(f"{where}: not a JSON object (damaged)")
+        raise Damaged(f"{where}: not a JSON object (damaged)")
     return obj
 
 
@@ -120,6 +125,7 @@ class Move:
     action: str  # promote | rollback
     key: str = ""  # its history object
     prev: str | None = None  # the history object of the move it follows
+    note: str = ""  # what else happened (a damaged alias written anew)
 
     def record(self) -> dict:
         return {"alias": self.alias, "from": self.old, "to": self.new, "at": self.at,
@@ -190,12 +196,19 @@ class Registry:
         return out
 
     def alias(self, alias: str) -> dict | None:
-        """{version, at, by, why} of an alias, or None when it was never set."""
+        """{version, at, by, why, move} of an alias, or None when it was never set."""
         key = self._alias_key(alias)
         try:
-            return _json(self.store.get_bytes(key), self.store.uri(key))
+            rec = _json(self.store.get_bytes(key), self.store.uri(key))
         except ObjectNotFound:
             return None
+        except Damaged as e:
+            raise Damaged(f"{e}: `shoprec models promote VERSION --alias {alias}` writes it "
+                          f"anew") from None
+        if not is_name(rec.get("version")):
+            raise Damaged(f"{self.store.uri(key)}: names no valid version (damaged): `shoprec "
+                          f"models promote VERSION --alias {alias}` writes it anew")
+        return rec
 
     def aliases(self) -> dict[str, str]:
         """alias → version, for the aliases that are set."""
@@ -424,13 +437,24 @@ class Registry:
     def promote(self, version: str, alias: str = "production", by: str | None = None,
                 why: str = "") -> Move | None:
         """Point `alias` at `version` (one atomic write) and append the move to the history.
-        None when it already points there."""
+        None when it already points there. The version is checked first, every file against
+        its manifest (`verify`): a damaged or incomplete version is refused, naming the file.
+        An alias object that is damaged is written anew (the move's `note` says so)."""
         alias = self._alias(alias)
-        self.manifest(version)  # only a complete version can be aliased
-        current = self.alias(alias)
-        if current is not None and current.get("version") == version:
+        self.verify(version)  # only a complete, intact version can be aliased
+        note = ""
+        try:
+            current = self.alias(alias)
+        except Damaged:  # written anew, following the alias's latest recorded move
+            note = f"the damaged {alias} alias was written anew"
+            mine = [(k, r) for k, r in self._records() if r.get("alias") == alias]
+            current = {"version": mine[-1][1].get("to"), "move": mine[-1][0]} if mine else None
+            if current is not None and current["version"] == version:
+                current["version"] = None  # no "from": a rollback does not return to itself
+        if not note and current is not None and current.get("version") == version:
             return None
-        return self._move(alias, current, version, by, why, "promote")
+        move = self._move(alias, current, version, by, why, "promote")
+        return replace(move, note=note) if note else move
 
     def rollback(self, alias: str = "production", by: str | None = None,
                  why: str = "") -> Move:
@@ -446,10 +470,13 @@ class Registry:
             raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: no previous "
                                 f"version in its history (it holds {current.get('version')})")
         try:
-            self.manifest(target)
-        except RegistryError:
+            self.verify(target)
+        except VersionNotFound:
             raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r}: its previous "
                                 f"version {target} no longer exists") from None
+        except RegistryError as e:
+            raise RegistryError(f"cannot roll back {alias!r} of {self.dataset!r} to {target}: "
+                                f"{e}") from None
         return self._move(alias, current, target, by, why, "rollback")
 
     def rollback_target(self, alias: str) -> str | None:
@@ -519,6 +546,18 @@ class Registry:
                                         f"in the store: {e}") from None
             time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    def verify(self, version: str) -> None:
+        """Check every stored file of `version` against its manifest (size and sha256): each
+        is downloaded into a temporary folder (a local cache proves nothing about the store).
+        RegistryError names what is wrong."""
+        check_name(version, "version")
+        with tempfile.TemporaryDirectory(prefix="shoprec-verify-") as tmp:
+            try:
+                self._fetch(version, Path(tmp))
+            except ObjectNotFound as e:
+                raise RegistryError(f"version {version} of {self.dataset!r} is incomplete in "
+                                    f"the store: {e}") from None
 
     def _fetch(self, version: str, cache_dir: Path) -> Path:
         data, manifest = self._manifest(version)
