@@ -239,18 +239,26 @@ class OnlineFeaturesReader:
 
     # --------------------------------------------------------------------- writing
     def push(self, events: Iterable[Event]) -> int:
-        """Push accepted events into their users' live sequences (time order per user), all
-        within `serving.push_timeout_ms`; returns how many; raises StoreUnavailable."""
-        events = sorted(events, key=lambda e: (e.user_id, e.ts))
-        if not events:
-            return 0
+        """Push accepted events into their users' live sequences; returns how many events the
+        sequences now reflect; raises StoreUnavailable at the first user whose push fails (the
+        events stay in the spool). One guarded store call per user (one read-merge-write:
+        LiveSequences.push_many), each within `serving.push_timeout_ms`. Of one user's events
+        only the newest `sequence_length` can survive the merge (the sequence keeps the newest
+        N of stored + pushed), so only those are sent."""
+        by_user: dict[str, list[Event]] = {}
+        for e in events:
+            by_user.setdefault(e.user_id, []).append(e)
+        done = 0
+        for evs in by_user.values():
+            evs = sorted(evs, key=lambda e: e.ts)  # stable: equal times keep the call's order
+            keep = evs[-self.sequence_length:]
 
-        def push_all() -> int:
-            for e in events:
-                self.live.push(e.user_id, e.item_id, e.event_type, e.ts)
-            return len(events)
+            def push_user(user=evs[0].user_id, keep=keep) -> None:
+                self.live.push_many(user, [(e.item_id, e.event_type, e.ts) for e in keep])
 
-        return self._call(push_all, self.push_timeout_s, "live push")
+            self._call(push_user, self.push_timeout_s, "live push")
+            done += len(evs)
+        return done
 
 
 def _first_line(e: BaseException) -> str:

@@ -156,8 +156,9 @@ class ServingSettings(BaseModel):
         "Budget of one online feature lookup; slower: the request is answered from the "
         "export (strategy fallback) and the lookup counts as a failure of the store."))
     push_timeout_ms: float = Field(500.0, gt=0, description=(
-        "Budget of pushing one POST /events call's accepted events into the live sequences; "
-        "slower or failing: 202 with live_features stale (the events are in the spool)."))
+        "Budget of pushing one user's accepted events of a POST /events call into their live "
+        "sequence; slower or failing: 202 with live_features stale (the events are in the "
+        "spool)."))
     store_workers: int = Field(4, ge=1, description=(
         "Threads that talk to the online store; when all are busy (a hanging store) a "
         "request does not queue: it falls back at once."))

@@ -354,6 +354,30 @@ def test_items_the_warehouse_no_longer_lists_are_never_recommended(serving_homes
     assert bool(read_catalogue(Settings(home=tmp_path / "none"), "shop", m).available[1:].all())
 
 
+def test_a_batch_of_events_reaches_each_users_live_sequence_in_one_call_per_user(serving_homes):
+    from serving.online import Event, OnlineFeaturesReader
+
+    s, _, _ = serving_homes
+    reader = OnlineFeaturesReader(s, "shop")
+    try:
+        n = s.feast.sequence_length
+        a, b = f"batch-a-{uuid.uuid4().hex[:6]}", f"batch-b-{uuid.uuid4().hex[:6]}"
+        t0 = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        events = [Event(a, f"i{j + 1}", "view", t0 + dt.timedelta(seconds=j))
+                  for j in range(n + 5)]
+        events += [Event(b, "i2", "purchase", t0 + dt.timedelta(seconds=2)),
+                    Event(b, "i1", "view", t0)]  # out of order in the call
+        calls = []
+        real = reader._call
+        reader._call = lambda fn, timeout_s, what: calls.append(what) or real(fn, timeout_s, what)
+        assert reader.push(reversed(events)) == n + 7
+        assert calls == ["live push", "live push"]
+        assert [i for _, i, _ in reader.live.get(a)] == [f"i{j + 1}" for j in range(5, n + 5)]
+        assert [(i, t) for _, i, t in reader.live.get(b)] == [("i1", "view"), ("i2", "purchase")]
+    finally:
+        reader.close()
+
+
 def test_serve_without_a_production_model_is_one_line(shoprec_home):
     from typer.testing import CliRunner
 

@@ -66,11 +66,19 @@ class LiveSequences:
              ts: dt.datetime | None = None) -> list[tuple[int, str, str]]:
         """Append one event (in time order, keeping the latest N); returns the new sequence.
         Raises OnlineStoreUnavailable when Redis cannot be reached."""
-        ts = ts or dt.datetime.now(dt.UTC)
-        t_us = int(ts.timestamp() * 1_000_000)
+        return self.push_many(user_id, [(item_id, event_type, ts)])
+
+    def push_many(self, user_id: str,
+                  events: list[tuple[str, str, dt.datetime | None]]) -> list[tuple[int, str, str]]:
+        """Append several events of one user, (item_id, event_type, time or None = now), in
+        one read-merge-write (one lock, one lookup, one write): the sequence is the same as
+        after pushing them one by one in the given order."""
+        now = dt.datetime.now(dt.UTC)
+        new = [(int((ts or now).timestamp() * 1_000_000), item, etype)
+               for item, etype, ts in events]
         with reachable(self.settings), self._locked(user_id):
             seq = self.get(user_id)
-            seq.append((t_us, item_id, event_type))
+            seq.extend(new)
             seq.sort(key=lambda e: e[0])  # stable: equal times keep arrival order
             seq = seq[-self.n:]
             # The row's timestamp must grow with every write: Redis' online store drops a write
