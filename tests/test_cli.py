@@ -19,7 +19,7 @@ def _commands(args: list[str]) -> set[str]:
 
 def test_help_lists_every_subcommand():
     assert {"data", "validate", "transform", "features", "train", "evaluate", "demo",
-            "info"} <= _commands([])
+            "info", "serve"} <= _commands([])
     assert {"apply", "materialize", "get", "push"} <= _commands(["features"])
     assert {"simulate", "import"} <= _commands(["data"])
     assert {"movielens", "file"} <= _commands(["data", "import"])
