@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import shutil
-import socket
-import subprocess
 import threading
-import time
 import uuid
 
 import duckdb
@@ -38,7 +34,7 @@ from shoprec.features.materialize import FIRST, OVERLAP, materialize, plan, tear
 from shoprec.features.status import status
 from shoprec.features.store import get_store
 from shoprec.features.watermark import Watermark
-from tests.conftest import copy_published_warehouse
+from tests.conftest import copy_published_warehouse, free_port, private_redis
 
 USER_FEATURES = ["views_7d", "purchases_30d", "spend_30d", "top_category_30d"]
 
@@ -215,36 +211,13 @@ NO_MARK = "full: no watermark in the online store"
 runner = CliRunner()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def own_redis():
-    """(port, client) of a private redis-server without persistence, stopped at teardown."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
-                             "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    yield port, client
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=10)
+    """(port, client) of a private redis-server, stopped at teardown."""
+    with private_redis() as (port, _):
+        client = redis.Redis(port=port)
+        yield port, client
+        client.close()
 
 
 def _home(built_shop: Settings, home, **feast) -> Settings:
@@ -369,7 +342,7 @@ def test_a_deleted_sqlite_online_store_is_refilled(built_shop, tmp_path):
 @pytest.mark.parametrize("command", [["materialize"], ["status"], ["get", "u1"],
                                      ["push", "u1", "i1"]])
 def test_an_unreachable_redis_is_one_clear_line(command, shoprec_home, monkeypatch):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     monkeypatch.setenv("SHOPREC_FEAST__ONLINE_STORE", "redis")
     monkeypatch.setenv("SHOPREC_FEAST__REDIS_CONNECTION", f"127.0.0.1:{port}")
     reset_settings_cache()

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +25,7 @@ import torch
 from feature_repo.names import USER_KEY
 from serving.model import EVENT_INDEX, LoadedModel, OnlineFeatures, collapse, gap_buckets
 from shoprec.config import FeastSettings, ServingSettings, Settings, TrainingSettings
-from tests.conftest import copy_published_warehouse
+from tests.conftest import copy_published_warehouse, free_port, private_redis
 
 TOKEN = "test-admin-token"
 # The test machine is shared and loaded: a lookup over the production budget (50 ms) would turn
@@ -37,12 +35,6 @@ LOADED_MACHINE = {"SHOPREC_SERVING__FEATURE_TIMEOUT_MS": "1000"}
 
 
 # ------------------------------------------------------------------------------ helpers
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """`python -m shoprec.cli serve` on a free port of 127.0.0.1 with `env` (SHOPREC_*)."""
 
@@ -175,32 +167,10 @@ def sqlite_server(serving_homes, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def own_redis():
-    """A private redis-server without persistence on a free port (killed by the last test of
-    this module, which checks the fallback; stopped at teardown otherwise)."""
-    import redis
-
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
-                             "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    client.close()
-    yield port, proc
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """A private redis-server (killed by the last test of this module, which checks the
+    fallback; stopped at teardown otherwise)."""
+    with private_redis() as (port, proc):
+        yield port, proc
 
 
 @pytest.fixture(scope="module")
