@@ -138,6 +138,15 @@ class LoadedModel:
         order = torch.argsort(pop[1:], descending=True, stable=True) + 1
         self.trending: list[int] = order.tolist()
         self.vectors = torch.nn.functional.normalize(exp.items.float(), dim=1)
+        # The TorchScript model's `scores` recomputes every item's output vector (id + side
+        # embeddings: most of a request's time on a large catalogue); they are constant for a
+        # loaded export, so they are computed once here by the model itself and `_scores` does
+        # the rest of `scores` with the same operations (the same scores, bit for bit). An export
+        # without those methods is scored by `scores` itself.
+        self._item_vectors: torch.Tensor | None = None
+        if all(hasattr(exp.model, m) for m in ("forward", "item_vectors", "_last_repeat_weights")):
+            with torch.inference_mode():
+                self._item_vectors = exp.model.item_vectors()
 
     # -- inputs ----------------------------------------------------------------------------
     def _window(self, f: OnlineFeatures) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -179,13 +188,24 @@ class LoadedModel:
     def score(self, f: OnlineFeatures, now_us: int) -> Scored:
         """Every item's score for this user at `now_us` (the recency of repeat statistics)."""
         args, idx = self._tensors(f)
-        s = self.exp.model.scores(*args).float()
+        s = self._scores(args).float()
         rep = self._repeat(f)
         if self.ranker is not None:
             s = self.ranker(self._ranker_features(s, rep, f, now_us))
         s = s[0].clone()
         s[0] = float("-inf")
         return Scored(s, idx, rep)
+
+    def _scores(self, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """`exp.model.scores(*args)` with the item vectors computed at load (see __init__)."""
+        model = self.exp.model
+        if self._item_vectors is None:
+            return model.scores(*args)
+        items, etypes, gaps, feats, times = args
+        h = model.forward(items, etypes, gaps, feats)  # the user vector after the last position
+        s = h @ self._item_vectors.t()
+        w = model._last_repeat_weights(items, etypes, h.unsqueeze(1), times)
+        return s.scatter_add(1, items, w.to(s.dtype))
 
     def _ranker_features(self, s: torch.Tensor, rep: dict, f: OnlineFeatures, now_us: int):
         from training.ranker import features
