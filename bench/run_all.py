@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (  # noqa: E402
     bench_features,
+    bench_serving,
     bench_simulate,
     bench_training,
     bench_transform,
@@ -22,3 +23,4 @@ if __name__ == "__main__":
     bench_features.main("tiny")
     bench_features.main("large")
     bench_training.main()
+    bench_serving.main()
