@@ -232,6 +232,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine spent busy so far (every core; /proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
 def _pct(xs, q) -> float | None:
     return float(np.percentile(np.asarray(xs, dtype=float), q)) if len(xs) else None
 
@@ -268,6 +274,7 @@ async def _steps(spec: dict) -> dict:
             load = os.getloadavg()[0]
             cpu0 = time.process_time()
             srv0 = cpu_seconds(spec["pids"])
+            busy0 = busy_seconds()
             for i in range(n):
                 t = start + i / rate
                 delay = t - now()
@@ -277,7 +284,10 @@ async def _steps(spec: dict) -> dict:
             await asyncio.gather(*tasks)
             wall = max(now() - start, 1e-9)
             cpu_ms = (time.process_time() - cpu0) * 1000 / n
-            srv_ms = (cpu_seconds(spec["pids"]) - srv0) * 1000 / n
+            srv_s = cpu_seconds(spec["pids"]) - srv0
+            srv_ms = srv_s * 1000 / n
+            # cores' worth of CPU that neither the servers nor this generator used: other work
+            other = (busy_seconds() - busy0 - srv_s - cpu_ms * n / 1000) / wall
             lat = [o[0] * 1000 for o in out]
             errors: dict[str, int] = {}
             for o in out:
@@ -288,7 +298,7 @@ async def _steps(spec: dict) -> dict:
                     "p95": _pct(lat, 95), "p99": p99, "max": max(lat),
                     "lag_p99": _pct([o[1] * 1000 for o in out], 99), "errors": errors,
                     "cold_start": sum(o[3] == "cold_start" for o in out), "load1": load,
-                    "gen_cpu_ms": cpu_ms, "server_cpu_ms": srv_ms,
+                    "gen_cpu_ms": cpu_ms, "server_cpu_ms": srv_ms, "other_cores": other,
                     "ok": p99 <= P99_BUDGET_MS and not errors}
 
         await step(spec.get("warm_rate", 100), spec.get("warm", 400))  # warm-up, not reported
@@ -728,6 +738,16 @@ def _f(x: float | None, nd: int = 1) -> str:
     return "–" if x is None else f"{x:,.{nd}f}"
 
 
+def _other(results: dict, bare: dict, scales: list[str]) -> str:
+    steps = [s for b in bare.values() for s in b["steps"]] + [
+        s for sc in scales for be in ("sqlite", "redis") for s in results[sc][be]["load"]["steps"]]
+    other = [s["other_cores"] for s in steps if "other_cores" in s]
+    if not other:
+        return "not measured"
+    return (f"median {_pct(other, 50):.2f}, max {max(other):.2f} cores of 2 "
+            f"(over {len(other)} steps)")
+
+
 def _share(a: float, b: float) -> str:
     return f"{a / b:.0%}" if b else "–"
 
@@ -799,8 +819,11 @@ def report(results: dict, bare: dict, scales: list[str], loads: list[float]) -> 
         + "; ".join(f"{sc}: {results[sc]['built']['items']:,} items, blend "
                     f"`{results[sc]['built']['blend']}`" for sc in scales) + ".",
         "",
-        f"1-min load average of the machine during the run: {min(loads):.2f} .. "
-        f"{max(loads):.2f} (2 cores; above ~0.5 other work shared the cores).",
+        "Other work on the machine while the load steps ran (CPU that neither the server "
+        "under test nor the generator used, from /proc/stat): "
+        f"{_other(results, bare, scales)}. 1-min load average over the run: "
+        f"{min(loads):.2f} .. {max(loads):.2f} (the benchmark's own server and generator make "
+        "~1..2 of it).",
         "",
         f"| catalogue | online store | p50 ms @{FLOOR_RATE}/s | p95 ms @{FLOOR_RATE}/s | "
         f"p99 ms @{FLOOR_RATE}/s | errors @{FLOOR_RATE}/s | max sustained req/s | "
