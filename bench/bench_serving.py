@@ -243,22 +243,20 @@ def _pct(xs, q) -> float | None:
 
 
 async def _steps(spec: dict) -> dict:
-    import httpx
+    from bench.httpload import Client
 
     rng = np.random.default_rng(spec.get("seed", 0))
-    paths = spec["paths"]
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    client = Client.for_url(spec["url"], REQUEST_TIMEOUT_S)
+    requests = [client.request_bytes("GET", p) for p in spec["paths"]]
     steps = []
-    async with httpx.AsyncClient(base_url=spec["url"], limits=limits, trust_env=False,
-                                 timeout=httpx.Timeout(REQUEST_TIMEOUT_S)) as client:
+    try:
         now = time.perf_counter  # (uvloop's loop.time() counts whole milliseconds)
 
-        async def one(path: str, t_sched: float, out: list, i: int) -> None:
+        async def one(request: bytes, t_sched: float, out: list, i: int) -> None:
             t_sent = now()
             try:
-                r = await client.get(path)
-                body = r.content
-                err = None if r.status_code == 200 else f"http {r.status_code}"
+                status, body = await client.send(request)
+                err = None if status == 200 else f"http {status}"
                 if err is None and b'"strategy":"fallback"' in body:
                     err = "fallback"
                 kind = ("cold_start" if b'"strategy":"cold_start"' in body else None)
@@ -267,7 +265,7 @@ async def _steps(spec: dict) -> dict:
             out[i] = (now() - t_sched, t_sent - t_sched, err, kind)
 
         async def step(rate: int, n: int) -> dict:
-            order = rng.integers(0, len(paths), n)
+            order = rng.integers(0, len(requests), n)
             out: list = [None] * n
             tasks = []
             start = now() + 0.05
@@ -280,7 +278,7 @@ async def _steps(spec: dict) -> dict:
                 delay = t - now()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(paths[order[i]], t, out, i)))
+                tasks.append(asyncio.create_task(one(requests[order[i]], t, out, i)))
             await asyncio.gather(*tasks)
             wall = max(now() - start, 1e-9)
             cpu_ms = (time.process_time() - cpu0) * 1000 / n
@@ -314,6 +312,8 @@ async def _steps(spec: dict) -> dict:
             if failed >= 2:
                 break
             await asyncio.sleep(1.5)  # the server drains before the next step
+    finally:
+        client.close()
     passing = [s["rate"] for s in steps if s["ok"]]
     return {"steps": steps, "max_sustained": max(passing, default=0)}
 
@@ -321,35 +321,45 @@ async def _steps(spec: dict) -> dict:
 async def _events(spec: dict) -> dict:
     """POST one view for a user, then GET their recommendations until the list differs from the
     one before (at most 1 s): the time from the POST's start to that answer."""
-    import httpx
+    from bench.httpload import Client
 
     rng = np.random.default_rng(1)
     trials = []
-    async with httpx.AsyncClient(base_url=spec["url"], trust_env=False, timeout=10) as client:
-        cold = (await client.get("/recommendations/bench-cold-start-probe",
-                                 params={"k": 100})).json()
+    client = Client.for_url(spec["url"], 10.0)
+
+    async def get(path: str) -> dict:
+        status, body = await client.get(path)
+        if status != 200:
+            raise SystemExit(f"GET {path}: http {status}: {body[:300]!r}")
+        return json.loads(body)
+
+    try:
+        cold = await get("/recommendations/bench-cold-start-probe?k=100")
         pool = [i["item_id"] for i in cold["items"]]
         for user in spec["users"]:
-            before = (await client.get(f"/recommendations/{user}", params={"k": 20})).json()
+            before = await get(f"/recommendations/{user}?k=20")
             ids = [i["item_id"] for i in before["items"]]
             fresh = [i for i in pool if i not in ids]
             item = fresh[int(rng.integers(0, len(fresh)))]
             event = {"event_id": f"bench-{uuid.uuid4().hex}", "user_id": user, "item_id": item,
                      "event_type": "view", "event_timestamp": dt.datetime.now(dt.UTC).isoformat(),
                      "session_id": f"bench-{user}"}
+            body = json.dumps(event).encode()
             t0 = time.perf_counter()
-            r = await client.post("/events", json=event)
+            status, answer = await client.post("/events", body)
             t_post = time.perf_counter()
-            posted = r.status_code == 202 and r.json().get("live_features") == "fresh"
+            posted = status == 202 and json.loads(answer).get("live_features") == "fresh"
             gets, changed, after = 0, False, before
             while not changed and time.perf_counter() - t0 < 1.0:
-                after = (await client.get(f"/recommendations/{user}", params={"k": 20})).json()
+                after = await get(f"/recommendations/{user}?k=20")
                 gets += 1
                 changed = [i["item_id"] for i in after["items"]] != ids
             t1 = time.perf_counter()
             trials.append({"ms": (t1 - t0) * 1000, "post_ms": (t_post - t0) * 1000,
                            "posted": posted, "changed": changed, "gets": gets,
                            "before": before["strategy"], "after": after["strategy"]})
+    finally:
+        client.close()
     return {"trials": trials}
 
 
@@ -457,21 +467,22 @@ def feast_lookups(s, users: list[str]) -> dict:
             "p99": _pct(times, 99), "per_s": 1000 / float(np.mean(times)), "n": len(times)}
 
 
-SPANS = ("lookup", "model", "ranker", "rules", "reasons", "response")
+SPANS = ("lookup", "model", "ranker", "rules", "reasons", "other", "response")
+WRAPPED = {"lookup": ("reader", "features"), "model": ("model", "_scores"),
+           "ranker": ("model", "ranker"), "rules": ("model", "mask"), "rules_top": ("svc", "_top"),
+           "reasons": ("model", "reasons")}
 
 
 class Request:
-    """One recommendation as the service answers it, cut into timed spans: the online lookup
-    (through the service's reader: its thread pool, budget and breaker, and the parse into
-    OnlineFeatures), the model's scores, the ranker (repeat statistics + re-ranking), the rules
-    (exclusions, catalogue filter, top k), the reasons, and the response (the endpoint's pydantic
-    objects, FastAPI's response-model validation and JSON). Mirrors Service.recommend and
-    LoadedModel.score; `check` compares its answer with Service.recommend's."""
+    """The real `Service.recommend`, timed per span by wrapping (on these instances only) the
+    functions it calls: the online lookup (the reader: its thread pool, budget and breaker, and
+    the parse into OnlineFeatures), the model's scores, the ranker, the rules (exclusions,
+    catalogue filter, top k), the reasons; `other` is the rest of the call (the model's input
+    tensors, repeat statistics, the Answer), `response` the endpoint's JSON (`answer_json`)."""
 
     def __init__(self, s):
         import torch
 
-        from serving.app import create_app
         from serving.runtime import Service
 
         torch.set_num_threads(1)
@@ -482,97 +493,53 @@ class Request:
         self.svc.start(poll=False)
         self.active = self.svc.current()
         self.m = self.active.model
-        self.service = self.svc.reader.service(self.active.service_name)
-        app = create_app(s, poll=False)
-        route = next(r for r in app.routes
-                     if getattr(r, "path", None) == "/recommendations/{user_id}")
-        self.field = route.response_field
+        self.times: dict[str, list[float]] = {}
+        owners = {"reader": self.svc.reader, "model": self.m, "svc": self.svc}
+        for span, (owner, name) in WRAPPED.items():
+            fn = getattr(owners[owner], name)
+            if fn is not None:
+                setattr(owners[owner], name, self._timed(span.removesuffix("_top"), fn))
+
+    def _timed(self, span: str, fn):
+        pc = time.perf_counter
+
+        def timed(*args, **kwargs):
+            t0, c0 = pc(), time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.times[span][0] += (pc() - t0) * 1000
+                self.times[span][1] += (time.process_time() - c0) * 1000
+        return timed
 
     def close(self) -> None:
         self.svc.stop()
 
-    def run(self, user: str, k: int = 20, direct: bool = False) -> tuple[dict, list[str]]:
-        """One recommendation, each span a function of its own (named in a profile); the
-        spans' (wall ms, CPU ms of this process)."""
-        import torch
+    def run(self, user: str, k: int = 20) -> tuple[dict, list[str]]:
+        """One Service.recommend and its JSON: each span's (wall ms, CPU ms of this process)."""
+        from serving.app import answer_json
 
-        from serving.runtime import _now_us
+        self.times = {name: [0.0, 0.0] for name in SPANS}
+        t0, c0 = time.perf_counter(), time.process_time()
+        a = self.svc.recommend(user, k)
+        t1, c1 = time.perf_counter(), time.process_time()
+        answer_json(a)
+        self.times["response"] = [(time.perf_counter() - t1) * 1000,
+                                  (time.process_time() - c1) * 1000]
+        inner = [sum(self.times[n][j] for n in SPANS if n not in ("other", "response"))
+                 for j in (0, 1)]
+        self.times["other"] = [(t1 - t0) * 1000 - inner[0], (c1 - c0) * 1000 - inner[1]]
+        return {n: tuple(v) for n, v in self.times.items()}, [i.item_id for i in a.items]
 
-        def pc() -> tuple[float, float]:  # (no CPU clock under a profiler: it is not free)
-            return time.perf_counter(), 0.0 if direct else time.process_time()
-
-        t = [pc()]
-        f = self.lookup_direct(user) if direct else self.lookup(user)
-        t.append(pc())
-        now = max(_now_us(), max(f.times_us, default=0))
-        with torch.inference_mode():
-            scores, idx = self.model_scores(f)
-            t.append(pc())
-            scored = self.ranker(scores, idx, f, now)
-        t.append(pc())
-        ranked = self.rules(scored, f, k)
-        t.append(pc())
-        items = self.reasons(ranked, scored, now)
-        t.append(pc())
-        self.response(user, items)
-        t.append(pc())
-        spans = {name: ((t[j + 1][0] - t[j][0]) * 1000, (t[j + 1][1] - t[j][1]) * 1000)
-                 for j, name in enumerate(SPANS)}
-        return spans, [i.item_id for i in items]
-
-    def lookup(self, user: str):
-        """Through the service's reader (its pool, budget and breaker)."""
-        return self.svc.reader.features(user, self.service)
-
-    def lookup_direct(self, user: str):
-        """The same call on this thread (so that a profiler sees Feast's own functions)."""
-        from feature_repo.names import USER_KEY
-        from serving.model import OnlineFeatures
-
-        d = self.svc.reader.store.get_online_features(
-            features=self.service, entity_rows=[{USER_KEY: user}]).to_dict()
-        return OnlineFeatures.from_feast(d, self.svc.reader.sequence_length)
-
-    def model_scores(self, f):
-        """LoadedModel.score up to the model's scores of every item."""
-        m = self.m
-        args, idx = m._tensors(f)
-        scores = m._scores(args) if hasattr(m, "_scores") else m.exp.model.scores(*args)
-        return scores.float(), idx
-
-    def ranker(self, scores, idx, f, now: int):
-        """The rest of LoadedModel.score: repeat statistics, the ranker's features and scores."""
-        from serving.model import Scored
-
-        m = self.m
-        rep = m._repeat(f)
-        if m.ranker is not None:
-            scores = m.ranker(m._ranker_features(scores, rep, f, now))
-        scores = scores[0].clone()
-        scores[0] = float("-inf")
-        return Scored(scores, idx, rep)
-
-    def rules(self, scored, f, k: int):
-        return self.svc._top(self.active, self.m.mask(scored, f), k)
-
-    def reasons(self, ranked, scored, now: int):
-        m = self.m
-        return self.svc._items(m, ranked, lambda i: m.reason(i, scored, now))
-
-    def response(self, user: str, items) -> bytes:
-        """The endpoint's pydantic objects, then FastAPI's response-model validation and JSON
-        (fastapi.routing.serialize_response with dump_json, as for this route)."""
-        from serving.app import Recommendations, RecommendedItem
-
-        obj = Recommendations(user_id=user, strategy="personalized",
-                              model_version=self.active.version,
-                              items=[RecommendedItem(**vars(i)) for i in items])
-        value, _errors = self.field.validate(obj, {}, loc=("response",))
-        return self.field.serialize_json(value, by_alias=True)
-
-    def check(self, user: str) -> bool:
-        a = self.svc.recommend(user, 20)
-        return a.strategy != "personalized" or [i.item_id for i in a.items] == self.run(user)[1]
+    @contextlib.contextmanager
+    def on_this_thread(self):
+        """Store calls made on the calling thread (so that a profiler sees Feast's functions)."""
+        reader = self.svc.reader
+        reader._call = lambda fn, timeout_s, what: fn()
+        try:
+            yield
+        finally:
+            del reader._call
 
 
 def spans(s, users: list[str], profile: bool) -> dict:
@@ -582,7 +549,6 @@ def spans(s, users: list[str], profile: bool) -> dict:
     try:
         for u in users[:30]:
             req.run(u)
-        agree = sum(req.check(u) for u in users[:50])
         per = {name: [] for name in SPANS}
         for u in users:
             sp, _ = req.run(u)
@@ -590,28 +556,22 @@ def spans(s, users: list[str], profile: bool) -> dict:
                 per[name].append(sp[name])
         per["sum"] = [tuple(map(sum, zip(*x, strict=True)))
                       for x in zip(*(per[n] for n in SPANS), strict=True)]
-        per["Service.recommend"] = []
-        for u in users:
-            t0, c0 = time.perf_counter(), time.process_time()
-            req.svc.recommend(u, 20)
-            per["Service.recommend"].append(((time.perf_counter() - t0) * 1000,
-                                             (time.process_time() - c0) * 1000))
 
         def stats(v: list[tuple[float, float]]) -> dict:
             wall, cpu = [x[0] for x in v], [x[1] for x in v]
             return {"p50": _pct(wall, 50), "p99": _pct(wall, 99), "mean": float(np.mean(wall)),
                     "cpu_p50": _pct(cpu, 50), "cpu_mean": float(np.mean(cpu))}
 
-        out = {"spans": {n: stats(v) for n, v in per.items()}, "agree": f"{agree}/50",
-               "n": len(users), "ranker": req.m.ranker is not None,
-               "items": len(req.m.ids) - 1}
+        out = {"spans": {n: stats(v) for n, v in per.items()}, "n": len(users),
+               "ranker": req.m.ranker is not None, "items": len(req.m.ids) - 1}
         out["events"] = event_spans(req, s, users[-EVENT_SPAN_USERS:])
         if profile:
             prof = cProfile.Profile()
-            prof.enable()
-            for u in users:
-                req.run(u, direct=True)
-            prof.disable()
+            with req.on_this_thread():
+                prof.enable()
+                for u in users:
+                    req.run(u)
+                prof.disable()
             out["profile"] = profile_table(prof, len(users))
         return out
     finally:
@@ -927,16 +887,19 @@ def report(results: dict, bare: dict, scales: list[str], loads: list[float]) -> 
     body += ["", "### Where one request's time goes", "",
              f"In-process, on the servers' core with the server stopped: the production model "
              f"loaded by `serving.runtime.Service` as the server loads it, {SPAN_USERS} of the "
-             "same users, one at a time, timed per span (`bench_serving.Request`, a copy of "
-             "`Service.recommend` cut into spans; it answered as Service.recommend did for the "
-             "users in 'agree'). HTTP p50 @50/s is the client's latency at the lowest step: "
-             "the difference is uvicorn, FastAPI (routing, validation, two thread-pool hops: the "
-             "`def` endpoint and its response-model validation) and loopback.", "",
+             "same users, one at a time, through `Service.recommend` itself, timed per span by "
+             "wrapping the functions it calls (`bench_serving.Request`): the lookup (the "
+             "reader's pool, budget, breaker and parse), the model's scores, the ranker, the "
+             "rules (exclusions, catalogue filter, top k), the reasons, `other` (the rest of "
+             "the call: input tensors, repeat statistics, the answer) and `response` (the "
+             "endpoint's JSON). HTTP p50 @50/s is the client's latency at the lowest step: the "
+             "difference is uvicorn, FastAPI's routing and parameter checks, the event loop "
+             "and loopback.", "",
              "Wall ms (p50) and CPU ms (mean, this process's every thread) per span; 'sum' is "
-             "the spans' total, 'recommend' the same users through `Service.recommend` whole.",
-             "", "| catalogue | store | " + " | ".join(SPANS + ("sum", "recommend"))
-             + " | HTTP p50 ms @50/s | agree |",
-             "|---" * (len(SPANS) + 6) + "|"]
+             "the whole request.",
+             "", "| catalogue | store | " + " | ".join(SPANS + ("sum",))
+             + " | HTTP p50 ms @50/s |",
+             "|---" * (len(SPANS) + 4) + "|"]
     for scale in scales:
         for backend in ("sqlite", "redis"):
             x = results[scale][backend]
@@ -944,8 +907,7 @@ def report(results: dict, bare: dict, scales: list[str], loads: list[float]) -> 
             s50 = _step(x["load"], 50)
             body.append(f"| {scale} | {backend} | " + " | ".join(
                 f"{_f(sp[n]['p50'], 2)} / {_f(sp[n]['cpu_mean'], 2)}"
-                for n in (*SPANS, "sum", "Service.recommend"))
-                + f" | {_f(s50 and s50['p50'], 2)} | {x['spans']['agree']} |")
+                for n in (*SPANS, "sum")) + f" | {_f(s50 and s50['p50'], 2)} |")
     for scale in scales:
         prof = results[scale]["sqlite"]["spans"].get("profile")
         if prof:

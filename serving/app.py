@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,7 +85,8 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    # async: a plain `def` dependency costs every request a hop to the thread pool
     return request.app.state.service
 
 
@@ -104,6 +106,14 @@ def require_admin(request: Request,
 
 Svc = Annotated[Service, Depends(get_service)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items (1..100).")]
+
+
+def answer_json(a) -> bytes:
+    """A `serving.runtime.Answer` as the `Recommendations` schema's JSON."""
+    return json.dumps({
+        "user_id": a.user_id, "strategy": a.strategy, "model_version": a.model_version,
+        "fallback_cause": a.fallback_cause, "items": [vars(i) for i in a.items]},
+        separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _readable(exc: RequestValidationError) -> str:
@@ -152,15 +162,16 @@ def create_app(settings: Settings | None = None, *, poll: bool = True) -> FastAP
     recs = APIRouter(tags=["recommendations"])
 
     @recs.get("/recommendations/{user_id}", response_model=Recommendations)
-    def recommendations(user_id: str, svc: Svc, k: K = 20):
+    async def recommendations(user_id: str, svc: Svc, k: K = 20):
+        """The hot path, on the event loop: the online lookup is awaited on the store's
+        threads, scoring runs here, and the answer (built by the service, the same fields as
+        `Recommendations`) is encoded once, not validated again."""
         check_id(user_id, "user_id")
         try:
-            a = svc.recommend(user_id, k)
+            a = await svc.recommend_async(user_id, k)
         except NoModel as e:
             raise HTTPException(503, str(e)) from None
-        return Recommendations(user_id=a.user_id, strategy=a.strategy,
-                               model_version=a.model_version, fallback_cause=a.fallback_cause,
-                               items=[RecommendedItem(**vars(i)) for i in a.items])
+        return Response(answer_json(a), media_type="application/json")
 
     @recs.get("/items/{item_id}/similar", response_model=SimilarItems)
     def similar(item_id: str, svc: Svc, k: K = 10):

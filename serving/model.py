@@ -127,14 +127,14 @@ class LoadedModel:
         cats = items["categories"]
         of = items.get("category_of") or [0] * len(items["ids"])
         self.category: list[str] = ["", *[cats[c] if 0 <= c < len(cats) else "" for c in of]]
-        self.ranker = None
-        if exp.blend is not None and exp.blend.get("kind") == "ranker":
-            from training.ranker import Ranker
-
-            self.ranker = Ranker.from_tables(exp.blend["weights"]).eval()
         n = len(self.ids)
         pop = exp.popularity.float() if exp.popularity is not None else torch.zeros(n)
         self.popularity = pop.unsqueeze(0)
+        self.ranker = None
+        if exp.blend is not None and exp.blend.get("kind") == "ranker":
+            from training.ranker import OneUser, Ranker
+
+            self.ranker = OneUser(Ranker.from_tables(exp.blend["weights"]), self.popularity)
         order = torch.argsort(pop[1:], descending=True, stable=True) + 1
         self.trending: list[int] = order.tolist()
         self.vectors = torch.nn.functional.normalize(exp.items.float(), dim=1)
@@ -160,7 +160,11 @@ class LoadedModel:
 
     def _tensors(self, f: OnlineFeatures) -> tuple[tuple[torch.Tensor, ...], list[int]]:
         idx, stages, gaps, times = self._window(f)
-        pad = self.max_len - len(idx)
+        # No left padding: the model places a shorter window at the last positions itself
+        # (positions count from max_len - n) and padding is masked out of attention, so the
+        # window alone scores the same (to float rounding) at a fraction of the work for a
+        # shopper with a short history. An empty window is one padding position.
+        pad = 0 if idx else 1
         keep = [int(i != 0) for i in idx]
         it = torch.tensor([[0] * pad + idx], dtype=torch.long)
         et = torch.tensor([[0] * pad + [s * k for s, k in zip(stages, keep, strict=True)]])
@@ -188,12 +192,13 @@ class LoadedModel:
     def score(self, f: OnlineFeatures, now_us: int) -> Scored:
         """Every item's score for this user at `now_us` (the recency of repeat statistics)."""
         args, idx = self._tensors(f)
-        s = self._scores(args).float()
+        s = self._scores(args).float()[0]
         rep = self._repeat(f)
         if self.ranker is not None:
-            s = self.ranker(self._ranker_features(s, rep, f, now_us))
-        s = s[0].clone()
-        s[0] = float("-inf")
+            s = self.ranker(s, self._repeat_stats(rep, f, now_us))
+        else:
+            s = s.clone()
+            s[0] = float("-inf")
         return Scored(s, idx, rep)
 
     def _scores(self, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -207,16 +212,16 @@ class LoadedModel:
         w = model._last_repeat_weights(items, etypes, h.unsqueeze(1), times)
         return s.scatter_add(1, items, w.to(s.dtype))
 
-    def _ranker_features(self, s: torch.Tensor, rep: dict, f: OnlineFeatures, now_us: int):
-        from training.ranker import features
+    @staticmethod
+    def _repeat_stats(rep: dict, f: OnlineFeatures, now_us: int):
+        """The user's repeat statistics as the ranker reads them (one row, cutoff = now)."""
         from training.repeat import RepeatStats
 
         items = np.fromiter(rep.keys(), dtype=np.int64, count=len(rep))
         vals = np.array(list(rep.values()), dtype=np.int64).reshape(-1, 4)
-        st = RepeatStats(np.zeros(len(items), np.int64), items, vals[:, 0], vals[:, 1],
-                         vals[:, 2], vals[:, 3], np.array([int(f.total_sessions or 0)]),
-                         np.array([now_us], dtype=np.int64))
-        return features(s, self.popularity, st)
+        return RepeatStats(np.zeros(len(items), np.int64), items, vals[:, 0], vals[:, 1],
+                           vals[:, 2], vals[:, 3], np.array([int(f.total_sessions or 0)]),
+                           np.array([now_us], dtype=np.int64))
 
     def mask(self, scored: Scored, f: OnlineFeatures) -> torch.Tensor:
         """The scores with the exclusion rule applied: `purchased` drops items the user bought
@@ -241,21 +246,35 @@ class LoadedModel:
     def reason(self, i: int, scored: Scored | None, now_us: int) -> str:
         """A short why for item `i`: a replenishment cycle, a similar recent item, or its
         popularity in its category; degrades when a title or category is missing."""
-        if scored is not None:
-            rep = scored.repeat.get(i)
-            if rep and rep[1] >= 2 and rep[3] > rep[2]:
-                days = max(round((rep[3] - rep[2]) / (rep[1] - 1) / DAY_US), 1)
-                return f"bought again every ~{days} days"
-            if rep or i in scored.history:
-                return "you came back to it" if rep and rep[0] >= 2 else "you viewed it before"
-            recent = [h for h in scored.history[-5:] if h]
-            if recent:
-                sim = self.vectors[recent] @ self.vectors[i]
-                j = recent[int(sim.argmax())]
-                title = self.titles[j] or self.ids[j]
-                return f"because you viewed {title}"
-        cat = self.category[i]
-        return f"popular in {cat}" if cat else "popular right now"
+        return self.reasons([i], scored, now_us)[i]
+
+    def reasons(self, items: list[int], scored: Scored | None, now_us: int) -> dict[int, str]:
+        """`reason` of each item, with one similarity product for all of them."""
+        out = {i: self._history_reason(i, scored) for i in items}
+        recent = [h for h in scored.history[-5:] if h] if scored is not None else []
+        need = [i for i, r in out.items() if r is None]
+        if recent and need:
+            best = (self.vectors[need] @ self.vectors[recent].t()).argmax(1).tolist()
+            for i, j in zip(need, best, strict=True):
+                near = recent[j]
+                out[i] = f"because you viewed {self.titles[near] or self.ids[near]}"
+        for i in need:
+            if out[i] is None:
+                cat = self.category[i]
+                out[i] = f"popular in {cat}" if cat else "popular right now"
+        return out
+
+    @staticmethod
+    def _history_reason(i: int, scored: Scored | None) -> str | None:
+        if scored is None:
+            return None
+        rep = scored.repeat.get(i)
+        if rep and rep[1] >= 2 and rep[3] > rep[2]:
+            days = max(round((rep[3] - rep[2]) / (rep[1] - 1) / DAY_US), 1)
+            return f"bought again every ~{days} days"
+        if rep or i in scored.history:
+            return "you came back to it" if rep and rep[0] >= 2 else "you viewed it before"
+        return None
 
     def similar(self, item_id: str, k: int) -> list[tuple[int, float]]:
         """Nearest items by the model's item vectors (cosine); KeyError for an unknown item."""

@@ -13,6 +13,7 @@ thread until the store answers or redis-py gives up; the pool's size bounds how 
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import datetime as dt
 import logging
@@ -171,9 +172,9 @@ class OnlineFeaturesReader:
         self._pool.shutdown(self._workers)
 
     # ------------------------------------------------------------------ the guarded call
-    def _call(self, fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
-        """fn() on the pool, waited for at most `timeout_s`, through the breaker; raises
-        StoreUnavailable (and counts the failure) instead of waiting longer."""
+    def _submit(self, fn: Callable[[], Any], what: str) -> cf.Future:
+        """fn() started on the pool through the breaker and the pool's free slots; raises
+        StoreUnavailable (counted) when it may not run."""
         if not self.breaker.allow():
             raise StoreUnavailable("breaker_open", f"{what}: the online store failed "
                                    f"{self.breaker.failures_to_open} times in a row")
@@ -188,13 +189,30 @@ class OnlineFeaturesReader:
                 self._slots.release()
 
         try:
-            fut = self._pool.submit(run)
+            return self._pool.submit(run)
         except RuntimeError:  # the pool is shut down (the process is stopping)
             self._slots.release()
             raise StoreUnavailable("store_error", f"{what}: shutting down") from None
+
+    def _call(self, fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        """fn() on the pool, waited for at most `timeout_s`, through the breaker; raises
+        StoreUnavailable (and counts the failure) instead of waiting longer."""
+        fut = self._submit(fn, what)
         try:
             out = fut.result(timeout=timeout_s)
         except cf.TimeoutError:
+            self._failed("store_timeout", f"{what}: no answer within {timeout_s * 1000:.0f} ms")
+        except Exception as e:
+            self._failed("store_error", f"{what}: {type(e).__name__}: {_first_line(e)}")
+        self.breaker.success()
+        return out
+
+    async def _call_async(self, fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        """`_call` awaited on the event loop instead of blocking a thread."""
+        fut = self._submit(fn, what)
+        try:
+            out = await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
+        except TimeoutError:
             self._failed("store_timeout", f"{what}: no answer within {timeout_s * 1000:.0f} ms")
         except Exception as e:
             self._failed("store_error", f"{what}: {type(e).__name__}: {_first_line(e)}")
@@ -220,13 +238,19 @@ class OnlineFeaturesReader:
                 self._services[name] = svc
         return svc
 
+    def _lookup(self, user_id: str, service) -> Callable[[], dict]:
+        return lambda: self.store.get_online_features(
+            features=service, entity_rows=[{USER_KEY: user_id}]).to_dict()
+
     def features(self, user_id: str, service) -> OnlineFeatures:
         """One user's OnlineFeatures through `service`; raises StoreUnavailable."""
-        def lookup() -> dict:
-            return self.store.get_online_features(
-                features=service, entity_rows=[{USER_KEY: user_id}]).to_dict()
+        d = self._call(self._lookup(user_id, service), self.timeout_s, "feature lookup")
+        return OnlineFeatures.from_feast(d, self.sequence_length)
 
-        d = self._call(lookup, self.timeout_s, "feature lookup")
+    async def features_async(self, user_id: str, service) -> OnlineFeatures:
+        """`features`, awaited on the event loop."""
+        d = await self._call_async(self._lookup(user_id, service), self.timeout_s,
+                                   "feature lookup")
         return OnlineFeatures.from_feast(d, self.sequence_length)
 
     def ping(self, service) -> bool:

@@ -362,16 +362,38 @@ class Service:
         return self._popular(active, user_id, k, FALLBACK, cause)
 
     def recommend(self, user_id: str, k: int) -> Answer:
+        """The answer for one user (the lookup waited for on this thread)."""
         active = self.current()
-        m = active.model
         t0 = time.perf_counter()
         try:
             f = self.reader.features(user_id, self.reader.service(active.service_name))
-        except StoreUnavailable as e:
+        except Exception as e:
+            return self._unavailable(active, user_id, k, e)
+        return self._answer(active, user_id, k, f, t0)
+
+    async def recommend_async(self, user_id: str, k: int) -> Answer:
+        """`recommend` for the event loop: the lookup is awaited (it runs on the store's own
+        threads), the scoring runs here. No thread hop of its own: on a loaded core every hop
+        is a GIL hand-over that can wait a switch interval (5 ms)."""
+        active = self.current()
+        t0 = time.perf_counter()
+        try:
+            f = await self.reader.features_async(user_id,
+                                                 self.reader.service(active.service_name))
+        except Exception as e:
+            return self._unavailable(active, user_id, k, e)
+        return self._answer(active, user_id, k, f, t0)
+
+    def _unavailable(self, active: Active, user_id: str, k: int, e: Exception) -> Answer:
+        if isinstance(e, StoreUnavailable):
             self.metrics.breaker_open.set(int(self.reader.breaker.state != "closed"))
             return self.fallback(active, user_id, k, e.cause, e.detail)
-        except Exception as e:  # the feature service missing from Feast's registry, ...
-            return self.fallback(active, user_id, k, "store_error", _line(e))
+        # the feature service missing from Feast's registry, ...
+        return self.fallback(active, user_id, k, "store_error", _line(e))
+
+    def _answer(self, active: Active, user_id: str, k: int, f: OnlineFeatures,
+                t0: float) -> Answer:
+        m = active.model
         self.metrics.breaker_open.set(0)
         self.metrics.lookup.observe(time.perf_counter() - t0)
         if not f.known:
@@ -380,7 +402,8 @@ class Service:
             now = max(_now_us(), max(f.times_us, default=0))
             scored = m.score(f, now)
             ranked = self._top(active, m.mask(scored, f), k)
-            items = self._items(m, ranked, lambda i: m.reason(i, scored, now))
+            reasons = m.reasons([i for i, _ in ranked], scored, now)
+            items = self._items(m, ranked, reasons.__getitem__)
         except Exception as e:
             return self.fallback(active, user_id, k, "model_error",
                                  f"{type(e).__name__}: {_line(e)}")

@@ -99,3 +99,37 @@ def test_the_compact_fit_is_the_full_catalogue_softmax() -> None:
     s = ranker.pattern_scores(d.patterns)[d.pattern]
     got = torch.logsumexp(s + d.log_mult, 1) - (s * d.entry_targets).sum(1)
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_rank_buckets_of_one_row_equal_the_full_ranks_ties_included() -> None:
+    from training.ranker import RANK_EDGES, _bucket, _ranks, rank_buckets
+
+    g = torch.Generator().manual_seed(3)
+    for n in (50, 3_000, 20_001):
+        s = torch.randn(n, generator=g)
+        s[torch.randint(0, n, (n // 3,), generator=g)] = 0.5  # a block of ties across rank 500
+        full = _bucket(_ranks(s.unsqueeze(0)).numpy()[0], RANK_EDGES)
+        assert torch.equal(rank_buckets(s), torch.from_numpy(full)), n
+
+
+def test_one_user_scores_equal_the_ranker_bit_for_bit() -> None:
+    """Serving's one-user ranker (no per-item tables) against Ranker.forward on the same row."""
+    from training.ranker import OneUser, Ranker
+    from training.repeat import RepeatStats
+
+    g = torch.Generator().manual_seed(0)
+    ranker = Ranker()
+    with torch.no_grad():
+        ranker.w.copy_(torch.randn(ranker.w.shape, generator=g))
+    rng = np.random.default_rng(0)
+    for n, m in ((N_ITEMS + 1, 5), (2_000, 40), (12_000, 0)):
+        model = torch.randn(n, generator=g)
+        pop = torch.randint(0, 50, (1, n), generator=g).float()
+        items = rng.choice(np.arange(1, n), m, replace=False)
+        sessions = rng.integers(1, 30, m)
+        first = rng.integers(0, 100, m) * DAY_US
+        last = first + rng.integers(0, 200, m) * DAY_US
+        st = RepeatStats(np.zeros(m, np.int64), items, sessions, rng.integers(0, 5, m), first,
+                         last, np.array([40]), np.array([400 * DAY_US]))
+        expect = ranker(features(model.unsqueeze(0), pop, st))[0]
+        assert torch.equal(OneUser(ranker, pop)(model, st), expect), n

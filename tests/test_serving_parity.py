@@ -16,7 +16,7 @@ from shoprec.config import Settings, TrainingSettings
 from shoprec.features.store import get_store
 from training.data import load_interactions
 from training.features import user_feature_vector
-from training.ranker import features
+from training.ranker import Ranker, features
 from training.repeat import repeat_stats
 from training.splits import DAY_US, EvalSet
 from training.tensors import window_times, windows
@@ -57,7 +57,8 @@ def _whole_history_users(s: Settings, x, n: int) -> np.ndarray:
 def _offline(s: Settings, m: LoadedModel, x, users: np.ndarray, now_us: int) -> torch.Tensor:
     """Evaluation's scoring (training.evaluate.evaluate_export) of each user's whole history:
     windows from the warehouse's interactions, user features from Feast's offline store as of
-    `now`, repeat statistics from training.repeat, the export's ranker."""
+    `now`, repeat statistics from training.repeat, the export's ranker as evaluation runs it
+    (Ranker over the whole batch; serving runs its one-user form)."""
     b = x.user_bounds()
     w = windows(x, b[users], b[users + 1], m.max_len)
     to_export = torch.tensor([0] + [m.index.get(i, 0) for i in x.catalogue.item_ids[1:]])
@@ -82,8 +83,9 @@ def _offline(s: Settings, m: LoadedModel, x, users: np.ndarray, now_us: int) -> 
                  np.full(n, now_us, dtype=np.int64))
     st = repeat_stats(x, b, es, np.arange(n), m.exp.blend["repeat_max_items"])
     st.item = to_export.numpy()[st.item]  # the export's indices (the catalogue is the same)
+    ranker = Ranker.from_tables(m.exp.blend["weights"]).eval()
     with torch.no_grad():
-        return m.ranker(features(s_model, m.popularity.expand(n, -1), st))
+        return ranker(features(s_model, m.popularity.expand(n, -1), st))
 
 
 def test_online_scores_equal_offline_scores(parity_run):

@@ -83,6 +83,27 @@ GROUPS = {
 }
 
 
+REPEAT_GROUPS = ("sessions", "purchases", "share", "recency", "due")
+
+
+def repeat_buckets(st: RepeatStats) -> dict[str, np.ndarray]:
+    """Bucket of each repeat group for every (row, item) of `st` (0 is "not in the history",
+    so these start at 1, except `due`, 0 for items seen in one session only)."""
+    r = st.row
+    since = np.maximum(st.cutoff_us[r] - st.last_us, 0)
+    rep = st.sessions >= 2
+    interval = (st.last_us - st.first_us) / np.maximum(st.sessions - 1, 1)
+    ratio = np.log2(np.maximum(since, 1) / np.maximum(interval, DAY_US / 24))
+    return {
+        "sessions": 1 + _bucket(st.sessions, SESSION_EDGES),
+        "purchases": 1 + _bucket(st.purchase_sessions, PURCHASE_EDGES),
+        "share": 1 + _bucket(st.sessions / np.maximum(st.total_sessions[r], 1), SHARE_EDGES),
+        "recency": 1 + np.clip(np.floor(np.log2(since / HOUR_US + 1)), 0,
+                               RECENCY_BUCKETS - 1).astype(np.int64),
+        "due": np.where(rep, 1 + _bucket(ratio, DUE_EDGES), 0),
+    }
+
+
 def features(model_scores: torch.Tensor, pop_scores: torch.Tensor, st: RepeatStats
              ) -> dict[str, torch.Tensor]:
     """Bucket index of every group for every (row, item): int8 tensors [rows, n_items + 1]."""
@@ -90,25 +111,30 @@ def features(model_scores: torch.Tensor, pop_scores: torch.Tensor, st: RepeatSta
     mr = _bucket(_ranks(model_scores).numpy(), RANK_EDGES)
     out = {"model_rank": mr, "pop_rank": _bucket(_ranks(pop_scores).numpy(), RANK_EDGES)}
     seen = np.zeros((b, n), dtype=np.int64)
-    sessions, purchases, share, recency, due = (np.zeros((b, n), dtype=np.int64)
-                                                for _ in range(5))
     r, i = st.row, st.item
     seen[r, i] = 1
-    sessions[r, i] = 1 + _bucket(st.sessions, SESSION_EDGES)
-    purchases[r, i] = 1 + _bucket(st.purchase_sessions, PURCHASE_EDGES)
-    share[r, i] = 1 + _bucket(st.sessions / np.maximum(st.total_sessions[r], 1), SHARE_EDGES)
-    since = np.maximum(st.cutoff_us[r] - st.last_us, 0)
-    recency[r, i] = 1 + np.clip(np.floor(np.log2(since / HOUR_US + 1)), 0,
-                                RECENCY_BUCKETS - 1).astype(np.int64)
-    rep = st.sessions >= 2
-    interval = (st.last_us - st.first_us) / np.maximum(st.sessions - 1, 1)
-    ratio = np.log2(np.maximum(since, 1) / np.maximum(interval, DAY_US / 24))
-    due[r[rep], i[rep]] = 1 + _bucket(ratio[rep], DUE_EDGES)
+    for name, v in repeat_buckets(st).items():
+        out[name] = np.zeros((b, n), dtype=np.int64)
+        out[name][r, i] = v
     user = _bucket(st.total_sessions, USER_EDGES)[:, None]
-    out.update(model_rank_x_seen=seen * (len(RANK_EDGES) + 1) + mr, sessions=sessions,
-               purchases=purchases, share=share, recency=recency, due=due,
+    out.update(model_rank_x_seen=seen * (len(RANK_EDGES) + 1) + mr,
                seen_x_user=seen * (len(USER_EDGES) + 1) + user)
     return {k: torch.from_numpy(v.astype(np.int8)) for k, v in out.items()}
+
+
+def rank_buckets(scores: torch.Tensor) -> torch.Tensor:
+    """`_bucket(_ranks(scores))` of one row [n] without sorting the whole row: only ranks below
+    the last edge have buckets of their own, so only the items scoring at least the top-K'th
+    (ties included) are sorted, stably, as `_ranks` sorts them."""
+    n, k = scores.numel(), int(RANK_EDGES[-1])
+    if n <= 4 * k:
+        return torch.from_numpy(_bucket(_ranks(scores.unsqueeze(0)).numpy()[0], RANK_EDGES))
+    s = scores.float()
+    cand = (s >= torch.topk(s, k).values[-1]).nonzero().squeeze(1)  # index order
+    order = cand[s[cand].argsort(descending=True, stable=True)][:k]
+    out = torch.full((n,), len(RANK_EDGES), dtype=torch.long)
+    out[order] = torch.from_numpy(_bucket(np.arange(k), RANK_EDGES))
+    return out
 
 
 OFFSETS = dict(zip(GROUPS, np.cumsum([0, *GROUPS.values()])[:-1].tolist(), strict=True))
@@ -154,6 +180,36 @@ class Ranker(torch.nn.Module):
             with torch.no_grad():
                 r.w[OFFSETS[k]:OFFSETS[k] + n] = torch.tensor(w, dtype=torch.float32)
         return r
+
+
+class OneUser:
+    """`Ranker.forward` for one user, as serving needs it: the same bucket weights summed in the
+    same order (equal scores, bit for bit), without [n_items] tables per group: the popularity
+    part is fixed per export, the model rank needs only the top ranks (`rank_buckets`), and the
+    repeat groups differ from their "not seen" weight only at the user's few repeat items."""
+
+    def __init__(self, ranker: Ranker, pop_scores: torch.Tensor):
+        w = ranker.w.detach()
+        self.w = {k: w[OFFSETS[k]:OFFSETS[k] + n] for k, n in GROUPS.items()}
+        self.pop = self.w["pop_rank"][rank_buckets(pop_scores.reshape(-1))]
+
+    def __call__(self, model_scores: torch.Tensor, st: RepeatStats) -> torch.Tensor:
+        """Scores [n] of one user's model scores [n] and repeat stats (row 0)."""
+        w, n = self.w, model_scores.numel()
+        items = torch.from_numpy(st.item)
+        mr = rank_buckets(model_scores)
+        seen = torch.zeros(n, dtype=torch.long)
+        seen[items] = 1
+        s = w["model_rank"][mr] + self.pop
+        s += w["model_rank_x_seen"][seen * (len(RANK_EDGES) + 1) + mr]
+        for name, v in repeat_buckets(st).items():
+            col = w[name][0].expand(n).clone()
+            col[items] = w[name][torch.from_numpy(v)]
+            s += col
+        user = int(_bucket(st.total_sessions, USER_EDGES)[0])
+        s += w["seen_x_user"][seen * (len(USER_EDGES) + 1) + user]
+        s[0] = float("-inf")
+        return s
 
 
 @dataclass

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ from shoprec.config import Settings, get_settings
 from shoprec.features.online import reachable, redis_client
 
 STRIPES = 256
+VIEWS_TTL_S = 30.0
 ITEMS, TYPES, TIMES = SEQUENCE
 
 
@@ -30,6 +32,8 @@ class LiveSequences:
         self._thread_locks = [threading.Lock() for _ in range(STRIPES)]
         self._clock = threading.Lock()
         self._last_row_us = 0
+        self._views: list[str] | None = None
+        self._views_at = 0.0
         self._redis = None
         if self.settings.feast.online_store == "redis":
             self._redis = redis_client(self.settings)
@@ -97,7 +101,34 @@ class LiveSequences:
                 "sequence_length": [len(seq)],
                 "event_timestamp": [pd.Timestamp(latest)],
             })
-            from feast.data_source import PushMode
-
-            self.store.push(LIVE_EVENTS, df, to=PushMode.ONLINE)
+            for view in self._targets():
+                self.store.write_to_online_store(view, df)
         return seq
+
+    def _targets(self) -> list[str]:
+        """The views `LIVE_EVENTS` feeds (what `store.push` writes to). `store.push` rebuilds
+        every view of the registry on each call (~10 ms, most of a push); they change only
+        when the repo is applied again, so they are looked up every VIEWS_TTL_S seconds."""
+        now = time.monotonic()
+        with self._clock:
+            if self._views is not None and now - self._views_at < VIEWS_TTL_S:
+                return self._views
+        views = self._push_views()
+        with self._clock:
+            self._views, self._views_at = views, now
+        return views
+
+    def _push_views(self) -> list[str]:
+        from feast.data_source import PushSource
+
+        views = [*self.store.list_feature_views(), *self.store.list_stream_feature_views()]
+        names = sorted({v.name for v in views if isinstance(v.stream_source, PushSource)
+                        and v.stream_source.name == LIVE_EVENTS})
+        if not names:
+            raise LookupError(f"no feature view of the registry is fed by the push source "
+                              f"{LIVE_EVENTS!r}: run `shoprec features apply`")
+        if any(getattr(svc, "precompute_online", False)
+               for svc in self.store.list_feature_services()):
+            raise NotImplementedError("a feature service precomputes online vectors: pushes "
+                                      "would have to recompute them (store.push does)")
+        return names
