@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -136,6 +137,8 @@ def create_app(settings: Settings | None = None, *, poll: bool = True) -> FastAP
     async def lifespan(app: FastAPI):
         from serving.events import EventIntake
 
+        # the store's threads take the GIL from the loop's scoring within 1 ms, not 5
+        sys.setswitchinterval(s.serving.gil_switch_ms / 1000)
         service = Service(s, metrics=metrics)
         app.state.service = service
         holder["intake"] = EventIntake(s, service.dataset)

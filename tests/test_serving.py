@@ -365,8 +365,11 @@ def test_recommendations_come_from_the_promoted_model_sqlite(sqlite_server):
     server, s, (v1, _) = sqlite_server
     assert server.get("/readyz").json() == {"ready": True, "model": v1,
                                             "online_store": "reachable", "breaker": "closed"}
+    from serving.app import Recommendations
+
     for user in known_users(server):
         body = server.recommend(user, k=10)
+        assert Recommendations.model_validate(body).model_dump() == body  # the documented schema
         version, items, _ = expected(s, user, 10)
         assert (body["strategy"], body["model_version"], version) == ("personalized", v1, v1)
         assert [i["item_id"] for i in body["items"]] == items
