@@ -36,7 +36,6 @@ import pstats
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import run_measured, write_section
+from shoprec.children import Child
 
 BIN = Path(sys.executable).parent / "shoprec"
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,43 +95,9 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}, **extra}
 
 
-class Proc:
+def Proc(cmd: list[str], env: dict[str, str], log: Path) -> Child:  # noqa: N802
     """A process of this benchmark (server, redis, load generator), stopped by its own pid."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], log: Path):
-        self.log = log
-        self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.open("wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def wait_http(self, url: str, timeout_s: float = 300) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{url}: the process exited {self.proc.returncode}:\n"
-                                 f"{self.output()}")
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"{url} not ready in {timeout_s:.0f} s:\n{self.output()}")
-            time.sleep(0.25)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+    return Child(cmd, env, log, cwd=ROOT)
 
 
 @contextlib.contextmanager
@@ -142,7 +108,7 @@ def serving(home: Path, env: dict[str, str], logs: Path, name: str, core: int | 
     p = Proc(pinned([sys.executable, "-m", "shoprec.cli", "serve", "--port", str(port)], core),
              clean_env({"SHOPREC_HOME": str(home), **env}), logs / f"serve-{name}.log")
     try:
-        p.wait_http(f"http://127.0.0.1:{port}/readyz")
+        p.wait_http(f"http://127.0.0.1:{port}/readyz", 300)
         yield f"http://127.0.0.1:{port}", p.proc.pid
     finally:
         p.stop()
@@ -157,7 +123,7 @@ def bare_server(logs: Path, core: int | None):
                      "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                      "--no-access-log"], core), clean_env({}), logs / "bare.log")
     try:
-        p.wait_http(f"http://127.0.0.1:{port}/noop")
+        p.wait_http(f"http://127.0.0.1:{port}/noop", 300)
         yield f"http://127.0.0.1:{port}", p.proc.pid
     finally:
         p.stop()

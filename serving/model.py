@@ -269,8 +269,10 @@ class LoadedModel:
         if scored is None:
             return None
         rep = scored.repeat.get(i)
-        if rep and rep[1] >= 2 and rep[3] > rep[2]:
-            days = max(round((rep[3] - rep[2]) / (rep[1] - 1) / DAY_US), 1)
+        if rep and rep[1] >= 2 and rep[0] >= 2 and rep[3] > rep[2]:
+            # the store keeps the first and last session with the item, not each purchase:
+            # the cycle is the mean interval between those sessions (the ranker's "due" too)
+            days = max(round((rep[3] - rep[2]) / (rep[0] - 1) / DAY_US), 1)
             return f"bought again every ~{days} days"
         if rep or i in scored.history:
             return "you came back to it" if rep and rep[0] >= 2 else "you viewed it before"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -39,32 +37,18 @@ class Server:
     """`python -m shoprec.cli serve` on a free port of 127.0.0.1 with `env` (SHOPREC_*)."""
 
     def __init__(self, home: Path, env: dict[str, str], log: Path):
+        from shoprec.children import Child
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
         clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoprec.cli", "serve", "--port", str(self.port)],
-            env={**clean, "SHOPREC_HOME": str(home), **env}, stdout=log.open("wb"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+        self.child = Child([sys.executable, "-m", "shoprec.cli", "serve", "--port",
+                            str(self.port)], {**clean, "SHOPREC_HOME": str(home), **env}, log)
+        self.child.wait_http(f"{self.url}/healthz")
         self.client = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"shoprec serve exited {self.proc.returncode}:\n"
-                                     f"{self.output()}")
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"shoprec serve did not answer in 120 s:\n{self.output()}")
-            time.sleep(0.2)
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        return self.child.output()
 
     def get(self, path: str, **params) -> httpx.Response:
         return self.client.get(path, params=params)
@@ -79,13 +63,7 @@ class Server:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        self.child.stop()
 
 
 def view(user: str, item: str, at: dt.datetime | None = None, etype: str = "view") -> dict:
@@ -241,6 +219,26 @@ def test_serving_collapses_and_buckets_a_live_sequence_as_training_does():
         assert gap_buckets(got_ts, first_is_start=True) == want_g
         # a full window: the first row is context, its bucket is never "first interaction"
         assert gap_buckets(got_ts, first_is_start=False)[1:] == want_g[1:]
+
+
+def test_reasons_name_a_cycle_the_history_a_similar_item_or_the_category():
+    from serving.model import DAY_US, Scored
+
+    m = object.__new__(LoadedModel)  # only what reasons read: titles, categories, vectors
+    m.ids = ["", "i1", "i2", "i3", "i4", "i5", "i6"]
+    m.titles = ["", "Tea", "", "Soap", "Rice", "Mug", "Kettle"]
+    m.category = ["", "drinks", "", "home", "food", "", "kitchen"]
+    m.vectors = torch.nn.functional.normalize(torch.tensor(
+        [[0, 0], [1, 0], [0, 1], [1, 1], [1, 0.1], [0.1, 1], [1, 0.2]], dtype=torch.float), dim=1)
+    # item -> (sessions, purchase sessions, first, last): 3 bought in 2 of 4 sessions over 30 days
+    sc = Scored(torch.zeros(7), [1, 2], {3: (4, 2, 0, 30 * DAY_US), 4: (2, 0, 0, DAY_US)})
+    why = m.reasons([3, 4, 1, 6, 5], sc, 0)
+    assert why[3] == "bought again every ~10 days"  # the mean interval of its 4 sessions
+    assert why[4] == "you came back to it"
+    assert why[1] == "you viewed it before"
+    assert why[6] == "because you viewed Tea"  # nearest of the recent history (Tea, untitled)
+    assert why[5] == "because you viewed i2"  # the nearest has no title: its id
+    assert m.reasons([6, 5], None, 0) == {6: "popular in kitchen", 5: "popular right now"}
 
 
 def test_the_breaker_opens_after_n_failures_and_half_opens_after_t():

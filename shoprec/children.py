@@ -1,0 +1,62 @@
+"""Child processes that serve HTTP (shoprec serve, uvicorn, Airflow's components): started in a
+session of their own with their output in a log file, waited for until a URL answers, stopped
+by their own pid (SIGTERM, then SIGKILL), so nothing is left running and nothing else is hit."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+class ChildFailed(RuntimeError):
+    """The child exited, or did not answer in time; the message ends with its log's tail."""
+
+
+class Child:
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path,
+                 cwd: Path | None = None):
+        self.cmd = cmd
+        self.log = Path(log)
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def wait_http(self, url: str, timeout_s: float = 120.0) -> None:
+        """Until GET `url` answers 200; ChildFailed (the child stopped) when it exits first or
+        the time runs out."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise ChildFailed(f"{self.cmd[-1]!r}: the process exited "
+                                  f"{self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(url, timeout=5, trust_env=False).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ChildFailed(f"{url} did not answer in {timeout_s:.0f} s:\n"
+                                  f"{self.output()}")
+            time.sleep(0.2)
+
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after `grace_s`; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
