@@ -563,6 +563,10 @@ class EventIntake:
                 db.execute("ROLLBACK")
             raise
         log.info("landed %d POST /events events as batch %s (%s)", len(rows), batch_id, outcome)
+        if hit is None and self.settings.airflow.api_url:  # tell Airflow's pipeline (best effort)
+            from shoprec.pipeline.announce import announce_landing
+
+            log.info(announce_landing(self.dataset, [batch_id], SOURCE, self.settings))
         return Landed(batch_id, Path(path), len(rows), outcome)
 
     # ------------------------------------------------------------------------------ lifecycle

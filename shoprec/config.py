@@ -184,6 +184,32 @@ class ServingSettings(BaseModel):
             ": consumables are bought again."))
 
 
+class AirflowSettings(BaseModel):
+    """How Shoprec's DAGs are operated (SHOPREC_AIRFLOW__<FIELD>)."""
+
+    alert_webhook: str | None = Field(None, description=(
+        "URL that receives each failure alert as a JSON POST (Slack/Teams-style incoming "
+        "webhooks, an alert manager); alerts are always written to the alerts log too."))
+    alert_timeout_s: float = Field(5.0, gt=0, description=(
+        "How long a failure callback waits for the webhook."))
+    dag_timeout_minutes: float = Field(480.0, gt=0, description=(
+        "dagrun_timeout of every Shoprec DAG."))
+    task_timeout_minutes: float = Field(60.0, gt=0, description=(
+        "execution_timeout of every task but training's."))
+    train_timeout_minutes: float = Field(360.0, gt=0, description=(
+        "execution_timeout of shoprec_training's train task (all its seeds)."))
+    db_url: str | None = Field(None, description=(
+        "Airflow's metadata database for `shoprec up` (SQLAlchemy URL, e.g. postgresql+"
+        "psycopg2://user@host/db); default: SQLite in Settings.airflow_home()."))
+    api_url: str | None = Field(None, description=(
+        "Airflow's API server (http://127.0.0.1:8080): when set, every landing (import, "
+        "simulate, serving's event flush) posts an asset event for shoprec-landing-<dataset>, "
+        "which triggers shoprec_pipeline at once; unset, the daily schedule picks it up."))
+    api_username: str | None = Field(None, description="User for Airflow's API token.")
+    api_password: SecretStr | None = Field(None, description=(
+        "Its password (environment only: SHOPREC_AIRFLOW__API_PASSWORD)."))
+
+
 class Settings(BaseSettings):
     """Runtime settings; any field is overridable as SHOPREC_<FIELD> (SHOPREC_HOME=/data/x)."""
 
@@ -211,6 +237,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     gates: GateSettings = GateSettings()
     serving: ServingSettings = ServingSettings()
+    airflow: AirflowSettings = AirflowSettings()
 
     # ---------------------------------------------------------------- the map of SHOPREC_HOME
     # Every runtime location is named here and nowhere else (tests/test_layout.py enforces it);
@@ -370,6 +397,15 @@ class Settings(BaseSettings):
         """What the CLI keeps off the console: third-party warnings and logs (`-v` shows them)."""
         return self.root / "logs" / "shoprec.log"
 
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of the Airflow that `shoprec up` runs for this home (its login, logs,
+        JWT secret)."""
+        return self.root / "airflow"
+
+    def alerts_log(self) -> Path:
+        """Failure alerts of the DAGs, one JSON object per line (shoprec.pipeline.ops.alert)."""
+        return self.root / "logs" / "alerts.jsonl"
+
     def data_docs_index(self) -> Path:
         return self.data_docs_dir / "index.html"
 
@@ -401,7 +437,8 @@ class Settings(BaseSettings):
             "event_spool": self.event_spool(ds), "event_flush_lock": self.event_flush_lock(ds),
             "model_cache": self.model_cache(ds),
             "reports": self.reports_dir, "data_docs": self.data_docs_dir,
-            "log_file": self.log_file(),
+            "log_file": self.log_file(), "alerts_log": self.alerts_log(),
+            "airflow_home": self.airflow_home(),
             "import_rejects": self.import_rejects(ds), "cache": self.cache_dir,
         }
 

@@ -244,6 +244,28 @@ def _assert_online_is_complete(s: Settings) -> None:
     assert _online_views_7d(s, want) == want
 
 
+def test_a_view_left_materializing_is_still_served(fs):
+    """A materialization marks its views MATERIALIZING in the registry while it runs (and for
+    good when it is killed); serving reads the last materialized values meanwhile."""
+    from feast.feature_view import FeatureViewState
+
+    s, store, _ = fs
+    fv = store.get_feature_view("user_daily")
+    before = fv.state
+    fv.state = FeatureViewState.MATERIALIZING
+    store.registry.apply_feature_view(fv, store.project, commit=True)
+    try:
+        fresh = get_store(s)  # a serving process reading the registry now
+        assert fresh.get_feature_view("user_daily").state == FeatureViewState.MATERIALIZING
+        rows = [{"user_id": f"u{i}"} for i in range(30)]
+        out = fresh.get_online_features(features=["user_daily:views_7d"],
+                                        entity_rows=rows).to_dict()
+        assert any(v is not None for v in out["views_7d"])
+    finally:
+        fv.state = before
+        store.registry.apply_feature_view(fv, store.project, commit=True)
+
+
 def test_plan_trusts_the_registry_only_while_the_online_watermark_agrees():
     def day(d: int) -> dt.datetime:
         return dt.datetime(2026, 1, d, tzinfo=dt.UTC)

@@ -5,6 +5,7 @@ feature_store.yaml, so the `feast` CLI sees exactly what the code sees."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -31,6 +32,18 @@ def project_name(settings: Settings, dataset: str) -> str:
                                 for b in dataset.encode())
 
 
+class _FileRegistryAdvice(logging.Filter):
+    """Feast advises that `serve_features_while_materializing` "typically has no effect" on a
+    file registry; its file registry does read it (feast/infra/registry/registry.py), and a view
+    left MATERIALIZING is served with it (checked on a home whose materialization was killed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "serve_features_while_materializing" not in record.getMessage()
+
+
+logging.getLogger("feast.repo_config").addFilter(_FileRegistryAdvice())
+
+
 def config_dict(settings: Settings, dataset: str) -> dict:
     """feature_store.yaml's content for a dataset, from Settings alone."""
     if settings.feast.online_store == "redis":
@@ -39,8 +52,13 @@ def config_dict(settings: Settings, dataset: str) -> dict:
         online = {"type": "sqlite", "path": str(settings.feast_online_db(dataset))}
     else:
         raise ValueError(f"unknown online store {settings.feast.online_store!r}: sqlite or redis")
+    # A materialization marks its views MATERIALIZING in the registry, and Feast then refuses
+    # online reads of them until it ends, or for good when it was killed: serving would answer
+    # `fallback` throughout. The last materialized values stay servable instead.
+    registry = {"registry_type": "file", "path": str(settings.feast_registry(dataset)),
+                "serve_features_while_materializing": True}
     return {"project": project_name(settings, dataset), "provider": "local",
-            "registry": str(settings.feast_registry(dataset)), "online_store": online,
+            "registry": registry, "online_store": online,
             "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3}
 
 
