@@ -308,7 +308,8 @@ async def _events(spec: dict) -> dict:
         for user in spec["users"]:
             before = await get(f"/recommendations/{user}?k=20")
             ids = [i["item_id"] for i in before["items"]]
-            fresh = [i for i in pool if i not in ids]
+            seen = set(spec.get("seen", {}).get(user, ()))
+            fresh = [i for i in pool if i not in ids and i not in seen]
             item = fresh[int(rng.integers(0, len(fresh)))]
             event = {"event_id": f"bench-{uuid.uuid4().hex}", "user_id": user, "item_id": item,
                      "event_type": "view", "event_timestamp": dt.datetime.now(dt.UTC).isoformat(),
@@ -612,12 +613,24 @@ def measure_store(home: Path, scale: str, backend: str, logs: Path, server_core,
                                    "paths": paths, "rates": RATES, "pids": pids}, logs,
                                   load_core)
         out["events"] = run_loadgen({"tag": f"{scale}-{backend}-events", "mode": "events",
-                                     "url": url, "users": event_users}, logs, load_core)
+                                     "url": url, "users": event_users,
+                                     "seen": live_items(s, event_users)}, logs, load_core)
     with on_core(server_core):  # the server is stopped: its core is free
         out["feast"] = feast_lookups(s, load_users)
         out["spans"] = spans(s, load_users[:SPAN_USERS], profile)
     out["load_after"] = os.getloadavg()[0]
     return out
+
+
+def live_items(s, users: list[str]) -> dict[str, list[str]]:
+    """Each user's items in their online live sequence now: a trial views an item not among
+    them (a second view of an item in the same session collapses into the first, and changes
+    nothing; a home reused from an earlier run holds that run's views)."""
+    from shoprec.features.live import LiveSequences
+    from shoprec.features.store import get_store
+
+    live = LiveSequences(get_store(s, DATASET), s, DATASET)
+    return {u: sorted({item for _, item, _ in live.get(u)}) for u in users}
 
 
 def measure_bare(logs: Path, server_core, load_core) -> dict:
@@ -825,7 +838,8 @@ def report(results: dict, bare: dict, scales: list[str], loads: list[float]) -> 
     # events
     body += ["", "### POST /events → changed recommendation", "",
              f"{EVENT_TRIALS} trials per server, each a different user: GET their "
-             "recommendations, POST one `view` of a popular item not among them, then GET "
+             "recommendations, POST one `view` of a popular item neither among them nor in "
+             "their live sequence (a second view in one session changes nothing), then GET "
              "again (repeated until the list differs, at most 1 s); the time from the POST's "
              "start to the answer that shows the change. Sequential, from the generator's core.",
              "",
