@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (  # noqa: E402
+    bench_airflow,
     bench_features,
     bench_serving,
     bench_simulate,
@@ -24,3 +25,4 @@ if __name__ == "__main__":
     bench_features.main("large")
     bench_training.main()
     bench_serving.main()
+    bench_airflow.main()

@@ -57,6 +57,22 @@ def simulate_cmd(
                       dataset=dataset, days=days, settings=s, progress=True,
                       inject=inject, inject_day=inject_day)
     console.print(f"[green]simulated[/] {report.summary()} in {time.perf_counter() - t0:.1f} s")
+    _announce(report.dataset, report.batches, "shoprec data simulate")
+
+
+def _announce(dataset: str, batches: list[str], source: str) -> None:
+    """Tell Airflow (when SHOPREC_AIRFLOW__API_URL is set) that these batches landed."""
+    s = get_settings()
+    if s.airflow.api_url and batches:
+        from shoprec.pipeline.announce import announce_landing
+
+        console.print(announce_landing(dataset, batches, source, s), markup=False,
+                      highlight=False)
+
+
+def _announce_import(report) -> None:
+    if not report.skipped:
+        _announce(report.dataset, [report.batch_id], f"shoprec data import {report.path}")
 
 
 @import_app.command("movielens")
@@ -69,6 +85,7 @@ def import_movielens_cmd(
 
     report = import_movielens(dataset=dataset, source=source, settings=get_settings())
     console.print(f"[green]imported[/] {report.summary()}")
+    _announce_import(report)
 
 
 @import_app.command("file")
@@ -98,6 +115,7 @@ def import_file_cmd(
                          time_unit=time_unit, delimiter=delimiter, encoding=encoding,
                          event_map=parse_event_map(event_map))
     console.print(f"[green]imported[/] {report.summary()}")
+    _announce_import(report)
 
 
 @import_app.command("dir")
@@ -135,6 +153,7 @@ def import_dir_cmd(
                         settings=get_settings(), time_unit=time_unit, delimiter=delimiter,
                         encoding=encoding, event_map=parse_event_map(event_map))
     console.print(f"[green]imported[/] {report.summary()}")
+    _announce_import(report)
 
 
 @app.command("validate")
@@ -435,6 +454,19 @@ def serve_cmd(
     console.print(f"[green]serving[/] {ds} on http://{host}:{port}/ (docs at /docs, "
                   f"metrics at /metrics); Ctrl-C stops")
     uvicorn.run(create_app(s), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command("up")
+def up_cmd(
+    airflow_port: int = typer.Option(8080, help="Port of Airflow's UI / API server."),
+    serve_port: int = typer.Option(8000, help="Port of the serving API and demo page."),
+) -> None:
+    """Airflow (api-server, scheduler, dag-processor, triggerer) and serving on this
+    SHOPREC_HOME, with their URLs; Ctrl-C stops all of them."""
+    from shoprec.up import up
+
+    up(get_settings(), airflow_port, serve_port,
+       say=lambda line: console.print(line, markup=False, highlight=False))
 
 
 @app.command("info")

@@ -71,6 +71,101 @@ def test_dag_files_import_no_heavy_modules(parse_home):
         assert r.returncode == 0, f"{f.name} imports {r.stdout} at top level: {r.stderr[-2000:]}"
 
 
+def test_each_dag_parses_in_under_a_second(dagbag, parse_home):
+    """The dag-processor re-parses every file every few seconds: each file, parsed on its own
+    (dbt's manifest cached, as after the first parse), takes < 1 s."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from shoprec.config import reset_settings_cache
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHOPREC_HOME", str(parse_home))
+        reset_settings_cache()
+        for f in sorted((ROOT / "dags").glob("*.py")):
+            bag = DagBag(dag_folder=str(f))
+            (stat,) = bag.dagbag_stats
+            assert not bag.import_errors and stat.dag_num >= 1, f.name
+            assert stat.duration.total_seconds() < 1.0, (f.name, stat.duration)
+    reset_settings_cache()
+
+
+def test_dags_are_scheduled_retried_timed_and_alerting_as_documented(dagbag):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from shoprec.pipeline import ops
+
+    assert {"shoprec_pipeline", "shoprec_training", "shoprec_models"} <= set(dagbag.dag_ids)
+    for dag_id in ("shoprec_pipeline", "shoprec_training", "shoprec_models"):
+        dag = dagbag.get_dag(dag_id)
+        assert dag.dagrun_timeout is not None, dag_id
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, (dag_id, task.task_id)
+            callbacks = task.on_failure_callback
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            assert any(c is ops.alert or getattr(c, "__wrapped__", None) is ops.alert
+                       or "alert" in repr(c) for c in callbacks), (dag_id, task.task_id)
+    pipeline = dagbag.get_dag("shoprec_pipeline")
+    assert isinstance(pipeline.timetable, AssetOrTimeSchedule)
+    inner = pipeline.timetable.timetable
+    assert inner.expression in ("@daily", "0 0 * * *"), inner
+    assert "shoprec-landing-shop" in repr(pipeline.timetable.asset_condition)
+    assert pipeline.max_active_tasks > 1  # only dbt's producer task writes the warehouse
+    # a quarantine or a failed dbt test is final; a store that is briefly away is retried
+    assert pipeline.get_task("validate_landing").retries == 0
+    feast = pipeline.get_task("feast_materialize")
+    assert feast.retries >= 2 and feast.retry_exponential_backoff
+    assert all(t.retries == 0 for t in pipeline.tasks if t.task_id.startswith("dbt."))
+    training = dagbag.get_dag("shoprec_training")
+    assert training.get_task("train").retries == 0
+    assert training.get_task("promote").retry_exponential_backoff
+    models = dagbag.get_dag("shoprec_models")
+    assert type(models.timetable).__name__ == "NullTimetable"  # manual only
+    assert set(models.params) == {"action", "version", "alias", "dataset", "why"}
+
+
+def test_a_failure_writes_one_alert_line_and_posts_it_to_the_webhook(tmp_path):
+    import http.server
+    import json
+    import threading
+    from types import SimpleNamespace
+
+    from shoprec.pipeline.ops import alert
+    from tests.conftest import free_port
+
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    port = free_port()
+    httpd = http.server.HTTPServer(("127.0.0.1", port), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        s = Settings(home=tmp_path, airflow={"alert_webhook": f"http://127.0.0.1:{port}/hook"})
+        ti = SimpleNamespace(dag_id="shoprec_pipeline", task_id="validate_landing",
+                             try_number=1, log_url="http://airflow/log")
+        ctx = {"ti": ti, "run_id": "manual__1", "params": {"dataset": "acme"},
+               "exception": RuntimeError("1 batch(es) quarantined\n  2026-01-06: prices")}
+        rec = alert(ctx, settings=s)
+        lines = s.alerts_log().read_text().splitlines()
+        assert [json.loads(x) for x in lines] == [rec] == got
+        assert (rec["dag_id"], rec["task_id"], rec["dataset"], rec["run_id"]) == (
+            "shoprec_pipeline", "validate_landing", "acme", "manual__1")
+        assert rec["reason"].startswith("RuntimeError: 1 batch(es) quarantined")
+    finally:
+        httpd.shutdown()
+    # the webhook gone: the alert is still written, and the callback does not raise
+    assert alert({"ti": ti, "exception": ValueError("x")}, settings=s)["reason"] == \
+        "ValueError: x"
+    assert len(s.alerts_log().read_text().splitlines()) == 2
+
+
 def test_dbt_renders_one_task_per_model_with_its_tests(dagbag):
     dag = dagbag.get_dag("shoprec_pipeline")
     runs = {t.removeprefix("dbt.").removesuffix(".run") for t in dag.task_ids
@@ -81,13 +176,21 @@ def test_dbt_renders_one_task_per_model_with_its_tests(dagbag):
     # a test over two models waits for both (fct_events → dim_users)
     rel = dag.get_task("dbt.fct_events_user_id_in_users_export_test")
     assert rel.upstream_task_ids == {"dbt.fct_events.test", "dbt.dim_users.test"}
-    assert dag.get_task("dbt.stg_shop__deliveries.run").upstream_task_ids == {"validate_landing"}
+    # the root model's sensor starts after the build, whatever it did (a failure is reported)
+    root = dag.get_task("dbt.stg_shop__deliveries.run")
+    assert root.upstream_task_ids == {"dbt.dbt_producer_watcher"}
+    assert root.trigger_rule == "all_done"
     # events are deduplicated by arrival: the deliveries' lineage is built and tested first
     assert dag.get_task("dbt.stg_shop__events.run").upstream_task_ids == {
         "dbt.stg_shop__deliveries.test"}
+    # one `dbt build` does the work (the only writer of the warehouse); the model and test
+    # tasks are sensors of what it reports
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert producer.upstream_task_ids == {"validate_landing"}
     leaves = {t for t in dag.task_ids if t.startswith("dbt.") and not any(
         d.startswith("dbt.") for d in dag.get_task(t).downstream_task_ids)}
-    assert leaves and all(t.endswith("test") for t in leaves)  # models end with their tests
+    done = {"dbt.dbt_producer_watcher_done"}
+    assert leaves - done and all(t.endswith("test") for t in leaves - done)
     assert dag.get_task("publish_snapshot").upstream_task_ids == leaves
     # nothing of dbt's lands in the repository
     assert not {"target", "logs", ".user.yml"} & {p.name for p in (ROOT / "dbt_project").iterdir()}
@@ -116,22 +219,32 @@ def _run(dagbag, **params):
 
 
 @pytest.mark.slow
-def test_bad_batch_fails_the_run_and_what_does_not_need_it_gets_through(dagbag, shoprec_home):
+def test_a_bad_batch_is_quarantined_the_clean_ones_go_through_and_the_run_fails(
+        dagbag, shoprec_home, restore_environ):
+    import json
+
+    from shoprec.features.store import get_store
+
     s = Settings(home=shoprec_home)
     simulate("tiny", seed=5, days=3, settings=s, inject=["negative_prices"], inject_day=1)
     state, tasks = _run(dagbag)
     assert state == "failed"
-    assert tasks["validate_landing"] == "failed"
+    assert tasks["validate_landing"] == "success"
+    assert tasks["check_quarantine"] == "failed"  # the run fails at its end, naming the batch
+    assert {tasks["publish_snapshot"], tasks["feast_materialize"]} == {"success"}
     dbt_tasks = {t: st for t, st in tasks.items() if t.startswith("dbt.")}
-    assert len(dbt_tasks) > len(DBT_MODELS)
-    assert set(dbt_tasks.values()) <= {"upstream_failed", None}, dbt_tasks
-    assert tasks["publish_snapshot"] in {"upstream_failed", None}
-    assert tasks["feast_materialize"] in {"upstream_failed", None}
-    assert not (shoprec_home / "warehouse").exists()
+    assert len(dbt_tasks) > len(DBT_MODELS) and set(dbt_tasks.values()) == {"success"}
     assert [b.name for b in list_batches("validated", settings=s)] == ["2026-01-05"]
     assert [b.name for b in list_batches("quarantine", settings=s)] == ["2026-01-06"]
     # the day after uses items the bad day introduced: it waits in landing for the fix
     assert [b.name for b in list_batches("landing", settings=s)] == ["2026-01-07"]
+    # the clean day reached the online store
+    online = get_store(s, "shop").get_online_features(
+        features=["user_daily:views_7d"], entity_rows=[{"user_id": f"u{i}"} for i in range(20)])
+    assert any(v is not None for v in online.to_dict()["views_7d"])
+    alerts = [json.loads(x) for x in s.alerts_log().read_text().splitlines()]
+    assert any(a["task_id"] == "check_quarantine" and "2026-01-06" in a["reason"]
+               and a["dataset"] == "shop" for a in alerts), alerts
 
 
 @pytest.mark.slow

@@ -158,3 +158,13 @@ def test_train_gate_register_promote_then_refuse_a_worse_model(training_dag, hom
     last = reg.history("candidate")[-1]
     assert last["to"] == v2 and last["why"].startswith("gate refused: ")
     assert last["by"].startswith("airflow:shoprec_training/manual__")
+
+
+def test_the_forms_hyperparameters_reach_training_checked_like_settings(tmp_path):
+    from shoprec.pipeline.training import train_task
+
+    s = Settings(home=tmp_path)
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        train_task("shop", hyper={"dim": 32, "rm -rf": 1}, settings=s)
+    with pytest.raises(ValueError, match="dim"):  # the settings' own type check
+        train_task("shop", hyper={"dim": "wide"}, settings=s)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from shoprec.config import Settings, get_settings
 
-STAGES = ("validated", "warehouse", "online-features")
+STAGES = ("landing", "validated", "warehouse", "online-features")
 
 
 def location_uri(stage: str, dataset: str, settings: Settings) -> str:
     """Where a stage's output of a dataset lives, as a URI."""
-    if stage == "validated":
-        return settings.uri(settings.zone("validated", dataset))
+    if stage in ("landing", "validated"):
+        return settings.uri(settings.zone(stage, dataset))
     if stage == "warehouse":
         return settings.uri(settings.analytics_snapshot(dataset))
     if stage == "online-features":
@@ -34,12 +34,20 @@ def alias(stage: str):
     return AssetAlias(f"shoprec-{stage}")
 
 
+def asset_name(stage: str, dataset: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+    return f"shoprec-{stage}-{dataset}"
+
+
 def asset(stage: str, dataset: str, settings: Settings | None = None):
-    """One dataset's asset of a stage (what a consumer of that dataset alone schedules on)."""
+    """One dataset's asset of a stage (what a consumer of that dataset alone schedules on).
+    `landing` has no producing task: the importers announce it through Airflow's REST API
+    (shoprec.pipeline.announce)."""
     from airflow.sdk import Asset
 
     s = settings or get_settings()
-    return Asset(name=f"shoprec-{stage}-{dataset}", uri=location_uri(stage, dataset, s),
+    return Asset(name=asset_name(stage, dataset), uri=location_uri(stage, dataset, s),
                  group="shoprec", extra={"dataset": dataset, "stage": stage})
 
 

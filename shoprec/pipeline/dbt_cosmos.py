@@ -1,4 +1,5 @@
-"""The dbt project as Airflow tasks (astronomer-cosmos): one task per model, its tests right after.
+"""The dbt project as Airflow tasks (astronomer-cosmos): ONE `dbt build` does the work, and every
+model keeps a task of its own, then one for its tests.
 
 Rendering reads dbt's own manifest, so the graph (refs, data tests, tests spanning two models) is
 exactly dbt's. The manifest comes from `dbt parse` in a subprocess (dbt never enters the process
@@ -6,12 +7,17 @@ that parses DAG files), run once per version of the project and cached under
 `SHOPREC_HOME/cache/dbt-manifest/`: a fresh checkout pays ~4 s on its first parse, later parses
 only hash the project's files. Nothing is written into `dbt_project/`.
 
-At run time each task invokes dbtRunner in the worker's process on a throwaway copy of the project
-(cosmos' ExecutionMode.LOCAL), so dbt's target/ and logs/ never land in the repository either.
-The locations dbt reads (`Settings.tool_env()`: the warehouse and the validated zone of the
-run's `dataset` param, resolved in the worker) reach dbt through the operators' `env`, filled in
-by `prepare_dbt_task` just before each task runs. The group passes `--full-refresh` to the
-model runs when the run's `full_refresh` is on.
+Execution is cosmos' `ExecutionMode.WATCHER`: the task `dbt_producer_watcher` runs one `dbt build`
+(dbtRunner in the worker, on a throwaway copy of the project, so dbt's target/ and logs/ never
+land in the repository) and reports each node's status as it finishes; `<model>.run` and
+`<model>.test` are deferrable sensors of those statuses (they wait in the triggerer, checking
+every WATCH_SECONDS), so the UI shows each model and its tests, a failure turns that task red
+with dbt's message, and the snapshot after the group is published only when all passed. The
+producer is the only writer of the warehouse (DuckDB allows one writing process per file). The
+locations dbt reads (`Settings.tool_env()`: the warehouse and the validated zone of the run's
+`dataset` param, resolved in the worker) reach dbt through the operators' `env`, filled in by
+`prepare_dbt_task` just before each task runs. The group passes `--full-refresh` when the run's
+`full_refresh` is on or a retracted/superseded batch asks for a rebuild.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from shoprec.atomic import atomic_path
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 _NOT_SOURCES = {"target", "logs", "dbt_packages"}
+WATCH_SECONDS = 2  # how often a model's sensor looks at what the one `dbt build` reported
 _DBT_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}  # also keeps .user.yml out of the repo
 
 
@@ -92,8 +99,9 @@ def project_manifest() -> Path:
 
 
 def dbt_task_group(group_id: str = "dbt", **kwargs):
-    """A cosmos DbtTaskGroup: `<model>.run` then `<model>.test` per model; a test that reads two
-    models (relationships) gets its own task after both. Extra kwargs go to the task group (e.g.
+    """A cosmos DbtTaskGroup in watcher mode: the producer's one `dbt build`, and sensors
+    `<model>.run` then `<model>.test` per model; a test that reads two models (relationships)
+    gets its own task after both. Extra kwargs go to the task group (e.g.
     `default_args`). The DAG needs the params `dataset` and `full_refresh` and the macros in
     `shoprec.pipeline.tasks.MACROS`."""
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
@@ -102,13 +110,13 @@ def dbt_task_group(group_id: str = "dbt", **kwargs):
 
     cosmos_settings.enable_telemetry = False  # by default it phones home from every task and run
 
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(dbt_project_path=PROJECT_DIR,
                                      manifest_path=project_manifest()),
         profile_config=ProfileConfig(profile_name="shoprec", target_name="dev",
                                      profiles_yml_filepath=PROJECT_DIR / "profiles.yml"),
-        execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL,
+        execution_config=ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
                                          invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST,
                                    test_behavior=TestBehavior.AFTER_EACH,
@@ -120,6 +128,26 @@ def dbt_task_group(group_id: str = "dbt", **kwargs):
             # cosmos reads "True"/"False" strings; a retracted/superseded batch forces a rebuild
             "full_refresh": "{{ params.full_refresh or shoprec_rebuild_needed(params.dataset) }}",
             "install_deps": False,
+            "poke_interval": WATCH_SECONDS,
         },
         **kwargs,
     )
+    _sense_after_the_build(group)
+    return group
+
+
+def _sense_after_the_build(group) -> None:
+    """The model sensors at the root of the group start once the one `dbt build` finished (in
+    any state: a failed model's sensor reports its failure), so each finds its status at its
+    first look instead of deferring: no trigger round-trips on a small machine, and
+    `dag.test()`, which runs one task at a time in no set order, never runs a sensor before
+    the build it waits for. What follows a root sensor keeps dbt's order and all_success."""
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID
+
+    prefix = f"{group.group_id}."
+    tasks = {t.task_id: t for t in group.dag.tasks if t.task_id.startswith(prefix)}
+    producer = tasks[prefix + PRODUCER_WATCHER_TASK_ID]
+    for task in tasks.values():
+        if hasattr(task, "producer_task_id") and not (task.upstream_task_ids & set(tasks)):
+            producer >> task
+            task.trigger_rule = "all_done"

@@ -12,28 +12,42 @@ class BatchesQuarantined(RuntimeError):
 
 
 def validate_task(dataset: str | None = None, batches: list[str] | None = None,
-                  settings: Settings | None = None, outlet_events=None) -> dict:
-    """Validate landing batches; raise (failing the task, stopping downstream) if any was
-    quarantined, after every clean batch of the run has moved on."""
+                  settings: Settings | None = None, outlet_events=None,
+                  fail_on_quarantine: bool = True) -> dict:
+    """Validate landing batches: every clean one moves to validated/. A quarantined batch
+    raises BatchesQuarantined (after the clean ones moved on), unless `fail_on_quarantine` is
+    off: then the summary says so and `quarantine_task` fails the run at its end, once the
+    clean batches went through dbt and Feast."""
     from shoprec.validation import validate
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
     results = validate(batches or None, dataset=dataset, settings=s)
     summary = {
+        "dataset": dataset,
         "validated": [r.batch_id for r in results if r.status == "validated"],
         "quarantined": {r.batch_id: r.reason() for r in results if r.status == "quarantined"},
         "unchanged": [r.batch_id for r in results if r.status == "unchanged"],
         "skipped": [r.batch_id for r in results if r.status == "skipped"],
         "waiting": {r.batch_id: r.note for r in results if r.status == "waiting"},
+        "quarantine_dir": str(s.zone("quarantine", dataset)),
     }
-    if summary["quarantined"]:
-        lines = "\n".join(f"  {b}: {why}" for b, why in summary["quarantined"].items())
-        raise BatchesQuarantined(
-            f"{len(summary['quarantined'])} batch(es) quarantined under "
-            f"{s.zone('quarantine', dataset)} ({len(summary['validated'])} clean ones "
-            f"validated):\n{lines}")
+    if summary["quarantined"] and fail_on_quarantine:
+        quarantine_task(summary)
     assets.record(outlet_events, "validated", dataset, {"batches": summary["validated"]}, s)
+    return summary
+
+
+def quarantine_task(summary: dict) -> dict:
+    """Fail (BatchesQuarantined, one line per batch and reason) when validation quarantined
+    any batch of this run; else pass the summary on."""
+    bad = summary.get("quarantined") or {}
+    if bad:
+        lines = "\n".join(f"  {b}: {why}" for b, why in bad.items())
+        raise BatchesQuarantined(
+            f"{len(bad)} batch(es) of {summary.get('dataset')} quarantined under "
+            f"{summary.get('quarantine_dir')} ({len(summary.get('validated') or [])} clean ones "
+            f"validated and built):\n{lines}")
     return summary
 
 

@@ -166,10 +166,14 @@ def _valid_score(run_dir: Path, metric: str) -> float:
     return float(v) if isinstance(v, int | float) and v == v else float("-inf")
 
 
+HYPERPARAMETERS = ("dim", "layers", "heads", "dropout", "lr", "weight_decay", "batch_size")
+
+
 def train_task(dataset: str | None = None, epochs: int | None = None,
                seeds: list[int] | None = None, max_minutes: float | None = None,
                airflow_run_id: str | None = None, started: dt.datetime | None = None,
-               settings: Settings | None = None, force: bool = False) -> dict:
+               settings: Settings | None = None, force: bool = False,
+               hyper: dict | None = None) -> dict:
     """Train one run per seed (data loaded once) and pick the seed whose promoted recommender
     validates best. Raises NotEnoughNewEvents when fewer than `gates.min_new_events` events
     arrived since the last trained version (unless `force`). Inside Airflow, a re-run of the
@@ -178,10 +182,16 @@ def train_task(dataset: str | None = None, epochs: int | None = None,
 
     s = settings or get_settings()
     ds = dataset or s.dataset
-    updates = {k: v for k, v in {"max_epochs": epochs, "max_minutes": max_minutes}.items()
-               if v is not None}
-    if updates:
-        s = s.model_copy(update={"training": s.training.model_copy(update=updates)})
+    unknown = sorted(set(hyper or {}) - set(HYPERPARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}; chosen among {HYPERPARAMETERS}")
+    updates = {k: v for k, v in {"max_epochs": epochs, "max_minutes": max_minutes,
+                                 **(hyper or {})}.items() if v is not None}
+    if updates:  # validated as the settings validate them (types, ranges)
+        from shoprec.config import TrainingSettings
+
+        training = TrainingSettings.model_validate({**s.training.model_dump(), **updates})
+        s = s.model_copy(update={"training": training})
     seeds = list(seeds) if seeds else [s.seed]
     key = run_key(airflow_run_id) if airflow_run_id else None
     dirs = _run_dirs(s, ds, seeds, key, started or dt.datetime.now(dt.UTC))
@@ -285,3 +295,27 @@ def gate_register_promote(settings: Settings, run_dir: str | Path, *, dataset: s
             "passed": gate["passed"], "reasons": gate["reasons"], "summary": gate["summary"],
             "moved": promo["moved"], "production": promo["production"],
             "gate_html": str(run.export / "gate.html")}
+
+
+def move_alias_task(action: str, dataset: str, alias: str = "production",
+                    version: str | None = None, by: str | None = None, why: str = "",
+                    settings: Settings | None = None) -> dict:
+    """`promote` a version (or an alias to copy) to `alias`, or `rollback` the alias to what it
+    held before its last move: what `shoprec models promote/rollback` does, for the manual DAG.
+    Both check the version's files against its manifest first (a damaged one is refused)."""
+    from shoprec.registry import Registry
+
+    s = settings or get_settings()
+    reg = Registry(_store(s), dataset)
+    if action == "promote":
+        if not version:
+            raise ValueError("promote needs a version (or an alias to copy)")
+        target = reg.resolve(version)
+        move = reg.promote(target, alias, by, why)
+        summary = move.summary() if move else f"{alias} already points at {target}"
+    elif action == "rollback":
+        summary = reg.rollback(alias, by, why).summary()
+    else:
+        raise ValueError(f"action {action!r}: promote or rollback")
+    return {"dataset": dataset, "action": action, "alias": alias, "summary": summary,
+            "aliases": reg.aliases()}

@@ -32,6 +32,7 @@ class SimReport:
     days_skipped: int = 0
     rows: dict[str, int] = field(default_factory=lambda: {"events": 0, "items": 0, "users": 0})
     faulty: list[str] = field(default_factory=list)  # batches written with injected faults
+    batches: list[str] = field(default_factory=list)  # batches written by this run
 
     def summary(self) -> str:
         r = self.rows
@@ -142,6 +143,7 @@ def simulate(scale: str = "small", *, seed: int = 42, dataset: str | None = None
                     inject_files(path, inject)
                     report.faulty.append(batch_id)
                 report.days_written += 1
+                report.batches.append(batch_id)
                 for k, t in tables.items():
                     report.rows[k] += t.num_rows
             advance(report.rows["events"])
