@@ -160,16 +160,17 @@ class AirflowStack:
         return out
 
     def client(self):
-        """An httpx client of the REST API with a bearer token, as the UI gets it."""
+        """An httpx client of the REST API with a bearer token, as the UI gets it (use it in a
+        `with` block)."""
         import httpx
 
         user, password = credentials(self.settings)
-        c = httpx.Client(base_url=self.url, timeout=30, trust_env=False)
-        r = c.post("/auth/token", json={"username": user, "password": password})
+        r = httpx.post(f"{self.url}/auth/token", timeout=30, trust_env=False,
+                       json={"username": user, "password": password})
         if r.status_code not in (200, 201):
             raise AirflowError(f"POST /auth/token: {r.status_code} {r.text[:300]}")
-        c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
-        return c
+        return httpx.Client(base_url=self.url, timeout=30, trust_env=False,
+                            headers={"Authorization": f"Bearer {r.json()['access_token']}"})
 
     def wait_dag(self, client, dag_id: str, timeout_s: float = 180) -> dict:
         """Until the dag-processor has parsed `dag_id`; unpauses it (new DAGs start paused)."""
@@ -195,6 +196,18 @@ class AirflowStack:
         if r.status_code not in (200, 201):
             raise AirflowError(f"trigger {dag_id}: {r.status_code} {r.text[:500]}")
         return r.json()["dag_run_id"]
+
+    def wait_all_runs(self, client, dag_id: str, timeout_s: float = 900) -> list[dict]:
+        """Until no run of `dag_id` is queued or running; every run."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100}).json()
+            runs = runs["dag_runs"]
+            if all(r["state"] in ("success", "failed") for r in runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id}: runs still active after {timeout_s:.0f} s")
+            time.sleep(2)
 
     def wait_run(self, client, dag_id: str, run_id: str, timeout_s: float = 900) -> dict:
         """Until the run finishes: {state, tasks: {task_id: state}, seconds}."""
