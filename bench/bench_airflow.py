@@ -74,6 +74,23 @@ def _seconds(a: str | None, b: str | None) -> float | None:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
+def _validated(api, run_id: str) -> list[str]:
+    """The batches the run's validate_landing moved to validated/ (its return value)."""
+    r = api.get(f"/api/v2/dags/shoprec_pipeline/dagRuns/{run_id}/taskInstances/"
+                "validate_landing/xcomEntries/return_value", params={"deserialize": True})
+    if r.status_code != 200:
+        return []
+    value = r.json().get("value")
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return list((value or {}).get("validated") or [])
+
+
 def measure(scale: str) -> dict:
     from shoprec.airflow_stack import AirflowStack
     from shoprec.config import Settings
@@ -98,13 +115,19 @@ def measure(scale: str) -> dict:
                 stack.wait_dag(api, "shoprec_pipeline")
                 out["startup_s"] = time.perf_counter() - t0
                 t1 = time.perf_counter()
-                run = stack.trigger(api, "shoprec_pipeline",
-                                    {"dataset": "shop", "batches": [], "full_refresh": False})
-                res = stack.wait_run(api, "shoprec_pipeline", run, timeout_s=3600)
+                stack.trigger(api, "shoprec_pipeline",
+                              {"dataset": "shop", "batches": [], "full_refresh": False})
+                # unpausing a daily DAG also starts its latest scheduled run: the run measured
+                # is the one that validated the batches (the other finds nothing new)
+                runs = stack.wait_all_runs(api, "shoprec_pipeline", timeout_s=3600)
                 out["wall_s"] = time.perf_counter() - t1
-                out["state"] = res["state"]
-                out["run_s"] = _seconds(res["run"].get("start_date"), res["run"].get("end_date"))
-                tis = api.get(f"/api/v2/dags/shoprec_pipeline/dagRuns/{run}/taskInstances",
+                worked = [r for r in runs if _validated(api, r["dag_run_id"])]
+                run = (worked or runs)[0]
+                out["runs"] = len(runs)
+                out["state"] = run["state"]
+                out["run_s"] = _seconds(run.get("start_date"), run.get("end_date"))
+                rid = run["dag_run_id"]
+                tis = api.get(f"/api/v2/dags/shoprec_pipeline/dagRuns/{rid}/taskInstances",
                               params={"limit": 500}).json()["task_instances"]
                 out["tasks"] = {t["task_id"]: _seconds(t.get("start_date"), t.get("end_date"))
                                 for t in tis}
@@ -130,9 +153,12 @@ def report(results: list[dict]) -> str:
         "scheduler, dag-processor, triggerer; LocalExecutor; metadata on "
         f"{results[0]['metadata']}), against the same stages from the CLI on a copy of the same "
         "landing data (`shoprec validate`, `transform`, `features materialize`). dbt runs as one "
-        "`dbt build` (cosmos `ExecutionMode.WATCHER`) with a deferrable sensor task per model "
-        "and per model's tests. Airflow = the run's start to end as Airflow records it; wall = "
-        "trigger to the answer that it finished (the client polls every second).", "",
+        "`dbt build` (cosmos `ExecutionMode.WATCHER`) with a sensor task per model "
+        "and per model's tests, started once the build finished. Airflow = the run's start to "
+        "end as Airflow records it; wall = trigger to the end of the last run (unpausing the "
+        "daily DAG starts its latest scheduled run besides the triggered one; the run measured "
+        "is the one that validated the batches, the other finds nothing new; the client polls "
+        "every 2 s).", "",
         "| scale | CLI validate s | CLI transform s | CLI materialize s | CLI total s | "
         "Airflow run s | Airflow wall s | run ÷ CLI | run state | Airflow start-up s |",
         "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
