@@ -49,7 +49,7 @@ def _secret(path: Path, make) -> str:
 
 def credentials(s: Settings) -> tuple[str, str]:
     """The UI/API login of this home's Airflow (SimpleAuthManager's passwords file)."""
-    path = s.airflow_home() / "passwords.json"
+    path = s.airflow_passwords()
     data = json.loads(_secret(path, lambda: json.dumps({USER: secrets.token_urlsafe(12)})))
     return USER, data[USER]
 
@@ -73,8 +73,8 @@ def airflow_env(s: Settings, db_url: str, port: int, extra: dict[str, str] | Non
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{user}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt_secret",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(s.airflow_passwords()),
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(s.airflow_jwt_secret(),
                                                  lambda: secrets.token_urlsafe(32)),
         # a small machine: a few task processes at a time (dbt's one build, the sensors that
         # start and defer), one parsing process
@@ -83,7 +83,7 @@ def airflow_env(s: Settings, db_url: str, port: int, extra: dict[str, str] | Non
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.airflow_logs()),
         "SHOPREC_HOME": str(s.root),
         "SHOPREC_AIRFLOW__API_URL": url,
         "SHOPREC_AIRFLOW__API_USERNAME": user,
@@ -120,7 +120,7 @@ class AirflowStack:
     def start(self, timeout_s: float = 240) -> None:
         """Migrate the metadata database, start every component, wait for the API."""
         env = self.env
-        logs = self.settings.airflow_home() / "logs"
+        logs = self.settings.airflow_logs()
         logs.mkdir(parents=True, exist_ok=True)
         airflow_cli(env, "db", "migrate")
         for name in COMPONENTS:

@@ -402,6 +402,22 @@ class Settings(BaseSettings):
         JWT secret)."""
         return self.root / "airflow"
 
+    def airflow_db(self) -> Path:
+        """Airflow's SQLite metadata for `shoprec up` (unless `airflow.db_url` names another)."""
+        return self.airflow_home() / "airflow.db"
+
+    def airflow_passwords(self) -> Path:
+        """SimpleAuthManager's passwords file: the UI/API login `shoprec up` writes once."""
+        return self.airflow_home() / "passwords.json"
+
+    def airflow_jwt_secret(self) -> Path:
+        """The JWT secret every Airflow component of this home shares (written once)."""
+        return self.airflow_home() / "jwt_secret"
+
+    def airflow_logs(self) -> Path:
+        """Airflow's task logs and each component's own output (`<component>.out`)."""
+        return self.airflow_home() / "logs"
+
     def alerts_log(self) -> Path:
         """Failure alerts of the DAGs, one JSON object per line (shoprec.pipeline.ops.alert)."""
         return self.root / "logs" / "alerts.jsonl"

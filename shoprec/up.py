@@ -15,14 +15,14 @@ from shoprec.config import Settings
 
 
 def default_db_url(s: Settings) -> str:
-    return s.airflow.db_url or f"sqlite:///{s.airflow_home() / 'airflow.db'}"
+    return s.airflow.db_url or f"sqlite:///{s.airflow_db()}"
 
 
 def urls(s: Settings, stack: AirflowStack, serve_port: int | None) -> list[tuple[str, str]]:
     """What to open, by name (files for the reports that are static sites)."""
     out = [("Airflow UI", f"{stack.url}/ (user {credentials(s)[0]}, password in "
-                          f"{s.airflow_home() / 'passwords.json'})")]
-    docs = s.dbt_docs() / "index.html"
+                          f"{s.airflow_passwords()})")]
+    docs = s.dbt_docs()
     out.append(("dbt docs", f"file://{docs}" if docs.exists()
                 else f"file://{docs} (after `shoprec transform --docs`)"))
     out.append(("GX Data Docs", f"file://{s.data_docs_index()}" if s.data_docs_index().exists()
@@ -49,7 +49,7 @@ def up(s: Settings, airflow_port: int = 8080, serve_port: int = 8000,
         say(f"starting Airflow on {stack.url} (metadata: {default_db_url(s)}) ...")
         stack.start()
         if Registry(store_from_settings(s), s.dataset).alias("production") is not None:
-            logs = s.airflow_home() / "logs"
+            logs = s.airflow_logs()
             serve = Child([sys.executable, "-m", "shoprec.cli", "serve", "--port",
                            str(serve_port)], stack.env, logs / "serve.out")
             serve.wait_http(f"http://127.0.0.1:{serve_port}/healthz")
@@ -65,7 +65,7 @@ def up(s: Settings, airflow_port: int = 8080, serve_port: int = 8000,
             if serve is not None and serve.proc.poll() is not None:
                 dead.append("serve")
             if dead:
-                say(f"stopping: {', '.join(dead)} exited (logs in {s.airflow_home() / 'logs'})")
+                say(f"stopping: {', '.join(dead)} exited (logs in {s.airflow_logs()})")
                 break
     finally:
         if serve is not None:

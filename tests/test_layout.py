@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("shoprec", "training", "dags", "feature_repo", "bench", "serving")
 # Settings members that return a location; `<member> / "literal"` builds a location by hand
 LOCATION_MEMBERS = {
-    "root", "lake", "zone", "validation_ledger", "warehouse", "analytics_snapshot",
+    "root", "lake", "zone", "airflow_home", "airflow_logs", "validation_ledger", "warehouse",
+    "analytics_snapshot",
     "warehouse_snapshots", "dbt_state", "dbt_target", "dbt_logs", "dbt_docs",
     "dbt_manifest_cache", "feast_state", "feast_registry", "feast_online_db", "feast_yaml",
     "feast_locks", "feature_exports", "runs_dir", "model_registry", "serving_state", "cache_dir",
