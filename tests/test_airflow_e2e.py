@@ -105,6 +105,25 @@ def test_pipeline_then_training_in_a_real_scheduler_triggered_through_the_rest_a
             assert result["tasks"]["train"] == "success"
             versions = Registry(store_from_settings(s), "shop").versions()
             assert versions, "the training run registered no version"
+
+            # an importer announces new landing data as the pipeline's asset event
+            from pydantic import SecretStr
+
+            from shoprec.airflow_stack import credentials
+            from shoprec.pipeline.announce import announce_landing
+
+            user, password = credentials(s)
+            importer = s.model_copy(update={"airflow": s.airflow.model_copy(update={
+                "api_url": stack.url, "api_username": user,
+                "api_password": SecretStr(password)})})
+            line = announce_landing("shop", ["2026-01-08"], "test", importer)
+            assert line.startswith("airflow: announced 1 batch"), line
+            events = api.get("/api/v2/assets/events", params={"limit": 100}).json()
+            landing = [e for e in events["asset_events"] if e["name"] == "shoprec-landing-shop"]
+            assert landing and landing[-1]["extra"]["batches"] == ["2026-01-08"], events
+            wrong = s.model_copy(update={"airflow": importer.airflow.model_copy(update={
+                "api_password": SecretStr("not-it")})})
+            assert "not announced" in announce_landing("shop", ["x"], "test", wrong)
     finally:
         codes = stack.stop()
     assert set(codes) == {"api-server", "scheduler", "dag-processor", "triggerer"}
