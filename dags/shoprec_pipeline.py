@@ -23,6 +23,9 @@ apply + materialize → (training and promotion join as they land).
   `shoprec-<stage>-<dataset>` (URI = the stage's real location) and the dataset in `extra`,
   for data-aware downstream DAGs (retraining).
 - `full_refresh` rebuilds dbt's incremental models from scratch.
+- Idempotent per data interval: a re-run (Clear, or a second trigger) finds every batch already
+  judged (`unchanged`), appends nothing to dbt's incremental models and loads nothing new into
+  Feast: the same outputs, no duplicates. Days that arrive late: `shoprec_backfill`.
 - dbt runs as ONE `dbt build` (cosmos `ExecutionMode.WATCHER`: the task
   `dbt.dbt_producer_watcher`), the only process that writes the warehouse; every model keeps a
   task of its own in the group (`dbt.<model>.run`, then `dbt.<model>.test` for its tests):
@@ -34,12 +37,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 
 from shoprec.config import get_settings
 from shoprec.names import PATTERN_TEXT
 from shoprec.pipeline import assets, ops
-from shoprec.pipeline.dbt_cosmos import dbt_task_group
+from shoprec.pipeline.chain import data_chain
 from shoprec.pipeline.tasks import MACROS
 
 SETTINGS = get_settings()
@@ -67,41 +70,7 @@ SETTINGS = get_settings()
     },
 )
 def shoprec_pipeline():
-    @task(outlets=[assets.alias("validated")], **ops.FINAL)
-    def validate_landing(params: dict | None = None, outlet_events=None) -> dict:
-        """Validate landing batches: clean ones to validated/, bad ones to quarantine/."""
-        from shoprec.pipeline.tasks import validate_task
-
-        p = params or {}
-        return validate_task(dataset=p.get("dataset"), batches=p.get("batches") or None,
-                             outlet_events=outlet_events, fail_on_quarantine=False)
-
-    @task(**ops.FINAL)
-    def check_quarantine(summary: dict) -> dict:
-        """Fail the run (and alert) when validation quarantined a batch of it."""
-        from shoprec.pipeline.tasks import quarantine_task
-
-        return quarantine_task(summary)
-
-    @task(outlets=[assets.alias("warehouse")], **ops.TRANSIENT)
-    def publish_snapshot(params: dict | None = None, outlet_events=None) -> str:
-        """Swap the analysts' snapshot to the warehouse dbt just built and tested."""
-        from shoprec.pipeline.tasks import publish_task
-
-        return publish_task(dataset=(params or {}).get("dataset"), outlet_events=outlet_events)
-
-    @task(outlets=[assets.alias("online-features")], **ops.TRANSIENT)
-    def feast_materialize(params: dict | None = None, outlet_events=None) -> dict:
-        """Feast apply + incremental materialize of the new feature rows."""
-        from shoprec.pipeline.tasks import materialize_task
-
-        return materialize_task(dataset=(params or {}).get("dataset"),
-                                outlet_events=outlet_events)
-
-    dbt_models = dbt_task_group("dbt", default_args={**ops.default_args(SETTINGS), **ops.FINAL})
-    validated = validate_landing()
-    validated >> dbt_models >> publish_snapshot() >> feast_materialize() >> \
-        check_quarantine(validated)
+    data_chain(SETTINGS)
 
 
 shoprec_pipeline()

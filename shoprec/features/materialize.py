@@ -52,10 +52,23 @@ def _full_reason(export: ExportStats, registry_end: dt.datetime | None,
 
 
 def plan(export: ExportStats | None, registry_end: dt.datetime | None, mark: Watermark | None,
-         registry: str) -> Window | None:
+         registry: str, since: dt.datetime | None = None) -> Window | None:
     """What to load for one view, or None when the online store holds all of its export. The
     registry alone cannot say: it outlives the online data. Shared by `materialize` and
-    `status`, so "behind" in one is exactly what the other loads."""
+    `status`, so "behind" in one is exactly what the other loads. `since` (a backfill) loads at
+    least everything from then on: rows that late data changed before the increment's overlap."""
+    window = _plan(export, registry_end, mark, registry)
+    if since is None or export is None or export.lo is None or since > export.hi:
+        return window
+    if window is None or window.start > since:
+        start = max(since, export.lo)
+        return Window(start, export.hi + dt.timedelta(microseconds=1),
+                      f"backfill from {since:%Y-%m-%d}")
+    return window
+
+
+def _plan(export: ExportStats | None, registry_end: dt.datetime | None, mark: Watermark | None,
+          registry: str) -> Window | None:
     if export is None or export.lo is None:
         return None
     end = export.hi + dt.timedelta(microseconds=1)
@@ -118,10 +131,11 @@ def apply(settings: Settings | None = None, dataset: str | None = None):
 
 
 def materialize(settings: Settings | None = None, dataset: str | None = None, *,
-                export: bool = True) -> MaterializeReport:
+                export: bool = True, since: dt.datetime | None = None) -> MaterializeReport:
     """Export dbt's feature tables, then materialize each view from where it stopped last time,
     or its whole history when the online store lacks it (Feast's own incremental start, now minus
-    the TTL, would skip a simulated or imported past without a word). Raises
+    the TTL, would skip a simulated or imported past without a word). `since`: a backfill's
+    first day, re-loaded from then on whatever the watermarks say. Raises
     OnlineStoreUnavailable, before exporting, when Redis cannot be reached."""
     from shoprec.lifecycle import rebuild_done, rebuild_needed
 
@@ -146,7 +160,7 @@ def materialize(settings: Settings | None = None, dataset: str | None = None, *,
         ends, registry = registry_ends(store), registry_id(s, dataset)
         for view, path in sources.items():
             stats = export_stats(path)
-            window = plan(stats, ends.get(view), marks.get(view), registry)
+            window = plan(stats, ends.get(view), marks.get(view), registry, since)
             report.windows[view] = window and (window.start, window.end)
             if window:
                 report.reasons[view] = window.reason

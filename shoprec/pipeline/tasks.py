@@ -14,7 +14,8 @@ class BatchesQuarantined(RuntimeError):
 def validate_task(dataset: str | None = None, batches: list[str] | None = None,
                   settings: Settings | None = None, outlet_events=None,
                   fail_on_quarantine: bool = True) -> dict:
-    """Validate landing batches: every clean one moves to validated/. A quarantined batch
+    """Validate landing batches (`batches`; None: all of them): every clean one moves to
+    validated/. A quarantined batch
     raises BatchesQuarantined (after the clean ones moved on), unless `fail_on_quarantine` is
     off: then the summary says so and `quarantine_task` fails the run at its end, once the
     clean batches went through dbt and Feast."""
@@ -22,7 +23,8 @@ def validate_task(dataset: str | None = None, batches: list[str] | None = None,
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
-    results = validate(batches or None, dataset=dataset, settings=s)
+    # None: every landing batch; []: none (a backfill whose range has nothing new)
+    results = validate(batches, dataset=dataset, settings=s) if batches != [] else []
     summary = {
         "dataset": dataset,
         "validated": [r.batch_id for r in results if r.status == "validated"],
@@ -92,13 +94,15 @@ def publish_task(dataset: str | None = None, settings: Settings | None = None,
 
 
 def materialize_task(dataset: str | None = None, settings: Settings | None = None,
-                     outlet_events=None) -> dict:
-    """Feast apply + incremental materialize of what dbt just built."""
+                     outlet_events=None, since: str | None = None) -> dict:
+    """Feast apply + incremental materialize of what dbt just built (from `since`, a backfill's
+    first day, at least)."""
     from shoprec.features.materialize import materialize
+    from shoprec.pipeline.backfill import since_datetime
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
-    r = materialize(settings=s, dataset=dataset)
+    r = materialize(settings=s, dataset=dataset, since=since_datetime(since))
     out = {"exported": r.exported, "seconds": round(r.seconds, 1),
            "windows": {k: v and [str(v[0]), str(v[1])] for k, v in r.windows.items()}}
     assets.record(outlet_events, "online-features", dataset,
