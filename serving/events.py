@@ -344,6 +344,9 @@ class Accepted:
         return len(self.events)
 
 
+ALREADY = "already in the lake"
+
+
 @dataclass(frozen=True)
 class Landed:
     """One batch of spooled events put into the landing zone (`outcome`: what
@@ -502,7 +505,8 @@ class EventIntake:
                     if claim is None:
                         break
                     out.append(self._land(db, *claim))
-            return out
+        self._announce(out)
+        return out
 
     def _due(self, db: sqlite3.Connection) -> bool:
         n, oldest = db.execute("SELECT count(*), min(accepted_at) FROM events "
@@ -542,7 +546,7 @@ class EventIntake:
                           "ORDER BY seq", (batch_id, first, last)).fetchall()
         hit = find_batch(batch_id, dataset=self.dataset, settings=self.settings)
         if hit is not None:  # landed before a crash kept it from being marked
-            path, outcome = hit[1], "already in the lake"
+            path, outcome = hit[1], ALREADY
         else:
             if any(r[1] is None for r in rows):
                 raise RuntimeError(f"spool {self.path}: batch {batch_id} is marked unlanded, "
@@ -563,11 +567,16 @@ class EventIntake:
                 db.execute("ROLLBACK")
             raise
         log.info("landed %d POST /events events as batch %s (%s)", len(rows), batch_id, outcome)
-        if hit is None and self.settings.airflow.api_url:  # tell Airflow's pipeline (best effort)
+        return Landed(batch_id, Path(path), len(rows), outcome)
+
+    def _announce(self, landed: list[Landed]) -> None:
+        """Tell Airflow's pipeline about the new batches (best effort, outside the flush lock:
+        a slow API never holds up the next flush)."""
+        new = [b.batch_id for b in landed if b.outcome != ALREADY]
+        if new and self.settings.airflow.api_url:
             from shoprec.pipeline.announce import announce_landing
 
-            log.info(announce_landing(self.dataset, [batch_id], SOURCE, self.settings))
-        return Landed(batch_id, Path(path), len(rows), outcome)
+            log.info(announce_landing(self.dataset, new, SOURCE, self.settings))
 
     # ------------------------------------------------------------------------------ lifecycle
 

@@ -59,7 +59,9 @@ def airflow_env(s: Settings, db_url: str, port: int, extra: dict[str, str] | Non
     """The environment of every component (and of `airflow` CLI calls on the same home)."""
     home = s.airflow_home()
     user, password = credentials(s)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SHOPREC_"))}
+    # the user's SHOPREC_* settings (an online store on Redis, a registry on S3...) hold in
+    # the tasks too; another Airflow's AIRFLOW_* do not
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     url = f"http://127.0.0.1:{port}"
     return {
         **base,

@@ -5,9 +5,17 @@ by their own pid (SIGTERM, then SIGKILL), so nothing is left running and nothing
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (the child binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ChildFailed(RuntimeError):
@@ -21,6 +29,11 @@ class Child:
         self.log = Path(log)
         self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def name(self) -> str:
+        """The command in a few words (`python -m shoprec.cli serve`)."""
+        return " ".join(Path(c).name for c in self.cmd[:5])
 
     @property
     def pid(self) -> int:
@@ -37,8 +50,8 @@ class Child:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise ChildFailed(f"{self.cmd[-1]!r}: the process exited "
-                                  f"{self.proc.returncode}:\n{self.output()}")
+                raise ChildFailed(f"{self.name} exited {self.proc.returncode} (log: "
+                                  f"{self.log}):\n{self.output()}")
             try:
                 if httpx.get(url, timeout=5, trust_env=False).status_code == 200:
                     return
@@ -46,8 +59,8 @@ class Child:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise ChildFailed(f"{url} did not answer in {timeout_s:.0f} s:\n"
-                                  f"{self.output()}")
+                raise ChildFailed(f"{self.name}: {url} did not answer in {timeout_s:.0f} s "
+                                  f"(log: {self.log}):\n{self.output()}")
             time.sleep(0.2)
 
     def stop(self, grace_s: float = 30.0) -> int | None:

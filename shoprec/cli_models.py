@@ -202,14 +202,10 @@ def promote_cmd(version: str = typer.Argument(..., help="A version (or an alias 
                 dataset: str = DATASET) -> None:
     """Point an alias at a version: one atomic write, recorded in the alias's history. The
     version's files are checked against its manifest first: a damaged one is refused."""
-    reg = _registry(dataset)
-    target = reg.resolve(version)
-    move = reg.promote(target, alias, by, why)
-    if move is None:
-        _say(f"{alias} already points at {target}: nothing to do")
-    else:
+    out = _move("promote", dataset, alias, version, by, why)
+    if out["moved"]:
         console.print("[green]promoted[/] ", end="")
-        _say(move.summary() + (f"; {move.note}" if move.note else ""))
+    _say(out["summary"])
 
 
 @app.command("rollback")
@@ -217,9 +213,18 @@ def rollback_cmd(alias: str = ALIAS, why: str = WHY, by: str = BY,
                  dataset: str = DATASET) -> None:
     """Move an alias back to the version it held before its last move (checked against its
     manifest first, like promote)."""
-    move = _registry(dataset).rollback(alias, by, why)
+    out = _move("rollback", dataset, alias, None, by, why)
     console.print("[green]rolled back[/] ", end="")
-    _say(move.summary())
+    _say(out["summary"])
+
+
+def _move(action: str, dataset: str | None, alias: str, version: str | None, by: str | None,
+          why: str) -> dict:
+    """The same move as the shoprec_models DAG's."""
+    from shoprec.pipeline.training import move_alias_task
+
+    s = get_settings()
+    return move_alias_task(action, dataset or s.dataset, alias, version, by, why, s)
 
 
 @app.command("history")

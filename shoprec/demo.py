@@ -6,9 +6,87 @@ import time
 
 from rich.console import Console
 
+from shoprec.airflow_stack import airflow_cli, airflow_env
+from shoprec.children import free_port
 from shoprec.config import Settings, get_settings
+from shoprec.pipeline.dagtest import run_in_child
+from shoprec.transform.runner import generate_docs
+from shoprec.up import default_db_url
 
 console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
+
+
+class DemoError(RuntimeError):
+    """A DAG run of the demo failed for another reason than a quarantined batch."""
+
+
+def _log(s: Settings, dag_id: str):
+    return s.airflow_logs() / f"demo-{dag_id}.log"
+
+
+def _dag(s: Settings, env: dict[str, str], dag_id: str, conf: dict) -> dict:
+    """One dag.test() run, a line per task as it ends (dbt's per-model sensors counted)."""
+    dbt = []
+
+    def ended(task_id: str) -> None:
+        if task_id.startswith("dbt.") and task_id != "dbt.dbt_producer_watcher":
+            dbt.append(task_id)
+        else:
+            console.print(f"   · {task_id}", highlight=False)
+
+    t0 = time.perf_counter()
+    result = run_in_child(env, dag_id, conf, _log(s, dag_id), ended)
+    states: dict[str, int] = {}
+    for state in result["tasks"].values():
+        states[state] = states.get(state, 0) + 1
+    console.print(f"   {dag_id}: {result['state']} in {time.perf_counter() - t0:.0f} s; "
+                  f"{len(result['tasks'])} tasks: "
+                  + ", ".join(f"{n} {k}" for k, n in sorted(states.items()))
+                  + (f" (dbt: {len(dbt)} model and test tasks)" if dbt else ""),
+                  highlight=False)
+    return result
+
+
+def _failed(result: dict) -> str:
+    return ", ".join(t for t, st in result["tasks"].items() if st == "failed") or "?"
+
+
+def _pipeline_failed(s: Settings, dataset: str, result: dict) -> None:
+    """A run that failed only at check_quarantine took its clean batches all the way: say
+    where the bad ones are and go on; any other failure ends the demo."""
+    if _failed(result) == "check_quarantine":
+        console.print(f"   [red]quarantined batches of '{dataset}': see "
+                      f"{s.zone('quarantine', dataset)} and {s.data_docs_index()}[/]")
+        return
+    raise DemoError(f"shoprec_pipeline on {dataset!r} failed at {_failed(result)}; its log: "
+                    f"{_log(s, 'shoprec_pipeline')}")
+
+
+def _show_version(s: Settings, result: dict) -> None:
+    """The version the run registered: its metrics on the test split and the gates' verdict."""
+    from shoprec.registry import Registry
+    from shoprec.storage import store_from_settings
+
+    if result["tasks"].get("train") == "skipped":
+        console.print("   train skipped: too few new events since the last trained version "
+                      "(SHOPREC_GATES__MIN_NEW_EVENTS)")
+        return
+    from shoprec.pipeline.training import run_key
+
+    reg = Registry(store_from_settings(s), s.dataset)
+    version = reg.run_version(run_key(result["run_id"]))
+    if version is None:
+        return
+    m = reg.manifest(version)
+    for key, row in sorted((m.get("metrics") or {}).items()):
+        if key.endswith("/test") and isinstance(row, dict) and "recall@20" in row:
+            console.print(f"   {key.removesuffix('/test'):>16}: Recall@20 "
+                          f"{row['recall@20']:.4f}  NDCG@10 {row.get('ndcg@10', 0):.4f}")
+    gate = m.get("gate_report") or {}
+    verdict = "passed: production" if gate.get("passed") else "refused: candidate only"
+    console.print(f"   version {version} {verdict}; aliases {reg.aliases()}")
+    for reason in gate.get("reasons") or []:
+        console.print(f"   - {reason}")
 
 
 def run_demo(scale: str | None = None, settings: Settings | None = None) -> None:
@@ -29,64 +107,45 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
     ml = import_movielens(settings=s)
     console.print(f"   {ml.summary()}")
 
-    from shoprec.validation import validate
+    console.print("[bold]3. Airflow[/]: the metadata database of this home "
+                  f"({default_db_url(s)}); each DAG runs with dag.test() (Airflow runs every "
+                  "task, no scheduler to stop)")
+    env = airflow_env(s, default_db_url(s), free_port())
+    airflow_cli(env, "db", "migrate")
 
     for dataset in (s.dataset, "ml-100k"):
-        console.print(f"[bold]3. validate[/] landing batches of '{dataset}' (Great Expectations)")
-        results = validate(dataset=dataset, settings=s)
-        n = {k: sum(r.status == k for r in results)
-             for k in ("validated", "quarantined", "waiting", "unchanged")}
-        console.print(f"   {dataset}: {n['validated']} validated, {n['quarantined']} quarantined, "
-                      f"{n['waiting']} waiting, {n['unchanged']} unchanged → {s.lake(dataset)}")
-        if n["quarantined"]:
-            console.print(f"   [red]see {s.zone('quarantine', dataset)} and "
-                          f"{s.data_docs_index()}[/]")
-
-    from shoprec.transform import transform
-    from shoprec.transform.runner import generate_docs
-
-    for dataset in (s.dataset, "ml-100k"):
-        console.print(f"[bold]4. transform[/] '{dataset}' with dbt (staging → marts → features)")
-        report = transform(settings=s, dataset=dataset)
-        console.print(f"   {report.summary()}")
+        console.print(f"[bold]4. shoprec_pipeline[/] on '{dataset}': validate (Great "
+                      "Expectations) → dbt build (staging → marts → features, with tests) → "
+                      "analysts' snapshot → Feast apply + materialize")
+        result = _dag(s, env, "shoprec_pipeline", {"dataset": dataset})
+        if result["state"] != "success":
+            _pipeline_failed(s, dataset, result)
     console.print(f"   dbt docs: {generate_docs(settings=s)}")
 
-    from shoprec.features.materialize import materialize
-
-    console.print(f"[bold]5. features[/] Feast apply + materialize ('{s.dataset}', "
-                  f"{s.feast.online_store} online store)")
-    console.print(f"   {materialize(settings=s).summary()}")
-
-    from training.train import train
-
     budget = s.training.max_minutes or 1.5  # the whole step stays under 3 min (BENCHMARKS.md)
-    s = s.model_copy(update={"training": s.training.model_copy(update={"max_minutes": budget})})
-    console.print(f"[bold]6. train[/] the sequential model on '{s.dataset}' (time split, Feast "
-                  f"point-in-time user features, at most {budget:g} min of epochs)")
+    console.print(f"[bold]5. shoprec_training[/] on '{s.dataset}': train the sequential model "
+                  f"(at most {budget:g} min of epochs) and the baselines → gates (beat every "
+                  "baseline on the test split, no regression against production, p99 latency, "
+                  "sanity) → register → promote")
     t_train = time.perf_counter()
-    result = train(s, s.dataset)
-    for name in [k.removesuffix("/test") for k in result.metrics if k.endswith("/test")]:
-        m = result.metrics[f"{name}/test"]
-        console.print(f"   {name:>16}: Recall@20 {m['recall@20']:.4f}  NDCG@10 {m['ndcg@10']:.4f}")
-    if result.blend:
-        b = result.blend
-        what = ("the model re-ranked with popularity and each shopper's repeat statistics"
-                if b["kind"] == "ranker" else "the model alone (" + b["reason"] + ")")
-        console.print(f"   blend = {what}, fitted and chosen on validation")
-    console.print(f"   {result.summary()}; the step took {time.perf_counter() - t_train:.0f} s")
+    result = _dag(s, env, "shoprec_training", {"dataset": s.dataset, "max_minutes": budget})
+    if result["state"] != "success":
+        raise DemoError(f"shoprec_training failed at {_failed(result)}; its log: "
+                        f"{_log(s, 'shoprec_training')}")
+    _show_version(s, result)
+    console.print(f"   the step took {time.perf_counter() - t_train:.0f} s")
 
-    from shoprec.pipeline.training import gate_register_promote
+    from shoprec.registry import Registry
+    from shoprec.storage import store_from_settings
 
-    console.print("[bold]7. gate, register, promote[/] (default gates: beat every baseline on "
-                  "the test split, no regression against production, p99 latency, sanity)")
-    g = gate_register_promote(s, result.run_dir, by="shoprec demo")
-    verdict = "passed: production" if g["passed"] else "refused: candidate only"
-    console.print(f"   version {g['version']} {verdict}; production = {g['production']}")
-    for reason in g["reasons"]:
-        console.print(f"   - {reason}")
-    console.print(f"   report: {g['gate_html']}; `shoprec models list` shows the registry")
+    if Registry(store_from_settings(s), s.dataset).alias("production") is None:
+        console.print("[yellow]no production model (the gates refused it): serving skipped[/]")
+    else:
+        from shoprec.demo_serving import show
 
-    if g["production"]:
-        console.print("[bold]next:[/] serve it with `.venv/bin/shoprec serve` (same SHOPREC_HOME),"
-                      " then open http://127.0.0.1:8000/ (the demo page) or /docs (the API)")
+        console.print("[bold]6. serving[/]: `shoprec serve` on this home, a few shoppers' "
+                      "recommendations, then a click")
+        show(s, lambda line: console.print(line, markup=False, highlight=False))
+        console.print("[bold]next:[/] `.venv/bin/shoprec up` (same SHOPREC_HOME) starts Airflow's"
+                      " UI and serving: http://127.0.0.1:8000/ (demo page), /docs (the API)")
     console.rule(f"demo finished in {time.perf_counter() - t0:.1f} s; nothing left running")

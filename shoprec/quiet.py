@@ -116,6 +116,10 @@ def runtime_failure(e: Exception) -> tuple[int, str] | None:
         return 1, str(e)
     if isa("shoprec.features.online", "OnlineStoreUnavailable"):
         return 1, str(e)
+    if isa("shoprec.demo", "DemoError") or isa("shoprec.airflow_stack", "AirflowError"):
+        return 1, str(e)
+    if isa("shoprec.children", "ChildFailed"):
+        return 1, str(e).splitlines()[0]
     if isa("redis.exceptions", "ConnectionError") or isa("redis.exceptions", "TimeoutError"):
         return 1, f"Redis at {_redis_address()} unreachable (SHOPREC_FEAST__REDIS_CONNECTION): {e}"
     if isa("shoprec.validation.judge", "ValidatorError"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shoprec.children import free_port  # noqa: F401 - the tests import it from here
 from shoprec.config import Settings, reset_settings_cache
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,10 +135,6 @@ def byod_shop(tmp_path_factory: pytest.TempPathFactory):
 
 
 # ----------------------------------------------------------------- private servers on loopback
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

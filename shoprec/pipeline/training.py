@@ -312,10 +312,11 @@ def move_alias_task(action: str, dataset: str, alias: str = "production",
             raise ValueError("promote needs a version (or an alias to copy)")
         target = reg.resolve(version)
         move = reg.promote(target, alias, by, why)
-        summary = move.summary() if move else f"{alias} already points at {target}"
     elif action == "rollback":
-        summary = reg.rollback(alias, by, why).summary()
+        move = reg.rollback(alias, by, why)
     else:
         raise ValueError(f"action {action!r}: promote or rollback")
-    return {"dataset": dataset, "action": action, "alias": alias, "summary": summary,
-            "aliases": reg.aliases()}
+    summary = (move.summary() + (f"; {move.note}" if move.note else "") if move
+               else f"{alias} already points at {target}: nothing to do")
+    return {"dataset": dataset, "action": action, "alias": alias, "moved": move is not None,
+            "summary": summary, "aliases": reg.aliases()}

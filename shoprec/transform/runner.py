@@ -113,5 +113,5 @@ def generate_docs(*, settings: Settings | None = None, dataset: str | None = Non
     """`dbt docs generate`: the static docs site (index.html + catalog.json) under SHOPREC_HOME."""
     s = settings or get_settings()
     dataset = dataset or s.dataset
-    run_dbt(["docs", "generate"], settings=s, dataset=dataset)
+    run_dbt(["--quiet", "docs", "generate"], settings=s, dataset=dataset)
     return s.dbt_docs(dataset)
