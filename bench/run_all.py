@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (  # noqa: E402
     bench_airflow,
     bench_features,
+    bench_scale,
     bench_serving,
     bench_simulate,
     bench_training,
@@ -26,3 +27,4 @@ if __name__ == "__main__":
     bench_training.main()
     bench_serving.main()
     bench_airflow.main()
+    bench_scale.main()

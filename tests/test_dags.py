@@ -341,19 +341,20 @@ def test_rerunning_an_interval_changes_nothing_and_a_backfill_adds_its_days(
     s = Settings(home=shoprec_home)
     simulate("tiny", seed=5, days=3, settings=s)
     interval = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    state, tasks = _run(dagbag, logical_date=interval)
+    state, tasks = _run(dagbag, logical_date=interval, dataset="shop")  # as the form sends it
     assert state == "success", tasks
     first = _outputs(s)
     assert first["validated"] == ["2026-01-05", "2026-01-06", "2026-01-07"]
     assert first["marts.fct_events"][0] > 1000
     assert sum(v is not None for _, v, _ in first["online"]) > 50
-    state, tasks = _run(dagbag, logical_date=interval)
+    state, tasks = _run(dagbag, logical_date=interval, dataset="shop")
     assert state == "success", tasks
     assert _outputs(s) == first
 
     simulate("tiny", seed=5, days=4, settings=s)  # the same three days and a fourth
     assert [b.name for b in list_batches("landing", settings=s)] == ["2026-01-08"]
-    state, tasks = _run(dagbag, "shoprec_backfill", start="2026-01-08", end="2026-01-08")
+    state, tasks = _run(dagbag, "shoprec_backfill", start="2026-01-08", end="2026-01-08",
+                        dataset="shop")
     assert state == "success", tasks
     after = _outputs(s)
     assert after["validated"][-1] == "2026-01-08" and after["landing"] == []
