@@ -418,6 +418,10 @@ class Settings(BaseSettings):
         """Airflow's task logs and each component's own output (`<component>.out`)."""
         return self.airflow_home() / "logs"
 
+    def demo_log(self, name: str) -> Path:
+        """The demo's log of one of its steps (a DAG's dag.test() run, the serving it starts)."""
+        return self.airflow_logs() / f"demo-{check_name(name, 'log')}.log"
+
     def alerts_log(self) -> Path:
         """Failure alerts of the DAGs, one JSON object per line (shoprec.pipeline.ops.alert)."""
         return self.root / "logs" / "alerts.jsonl"

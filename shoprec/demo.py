@@ -20,10 +20,6 @@ class DemoError(RuntimeError):
     """A DAG run of the demo failed for another reason than a quarantined batch."""
 
 
-def _log(s: Settings, dag_id: str):
-    return s.airflow_logs() / f"demo-{dag_id}.log"
-
-
 def _dag(s: Settings, env: dict[str, str], dag_id: str, conf: dict) -> dict:
     """One dag.test() run, a line per task as it ends (dbt's per-model sensors counted)."""
     dbt = []
@@ -35,7 +31,7 @@ def _dag(s: Settings, env: dict[str, str], dag_id: str, conf: dict) -> dict:
             console.print(f"   · {task_id}", highlight=False)
 
     t0 = time.perf_counter()
-    result = run_in_child(env, dag_id, conf, _log(s, dag_id), ended)
+    result = run_in_child(env, dag_id, conf, s.demo_log(dag_id), ended)
     states: dict[str, int] = {}
     for state in result["tasks"].values():
         states[state] = states.get(state, 0) + 1
@@ -59,7 +55,7 @@ def _pipeline_failed(s: Settings, dataset: str, result: dict) -> None:
                       f"{s.zone('quarantine', dataset)} and {s.data_docs_index()}[/]")
         return
     raise DemoError(f"shoprec_pipeline on {dataset!r} failed at {_failed(result)}; its log: "
-                    f"{_log(s, 'shoprec_pipeline')}")
+                    f"{s.demo_log('shoprec_pipeline')}")
 
 
 def _show_version(s: Settings, result: dict) -> None:
@@ -131,7 +127,7 @@ def run_demo(scale: str | None = None, settings: Settings | None = None) -> None
     result = _dag(s, env, "shoprec_training", {"dataset": s.dataset, "max_minutes": budget})
     if result["state"] != "success":
         raise DemoError(f"shoprec_training failed at {_failed(result)}; its log: "
-                        f"{_log(s, 'shoprec_training')}")
+                        f"{s.demo_log('shoprec_training')}")
     _show_version(s, result)
     console.print(f"   the step took {time.perf_counter() - t_train:.0f} s")
 

@@ -24,7 +24,7 @@ def show(s: Settings, say: Callable[[str], None], users: int = 2, top: int = 5) 
 
     port = free_port()
     env = {**os.environ, "SHOPREC_HOME": str(s.root)}
-    log = s.log_file().parent / "demo-serve.out"
+    log = s.demo_log("serve")
     log.parent.mkdir(parents=True, exist_ok=True)
     child = Child([sys.executable, "-m", "shoprec.cli", "serve", "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}"
