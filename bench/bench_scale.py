@@ -11,7 +11,9 @@ physical reference measured in the same run on the same files:
 - training (--train)         ↔ none: its floor is absolute (≤ 20 min wall, ≤ 8 GiB).
 
 Each stage runs as the CLI in a child process (`bench.report.run_measured`: wall and peak RSS of
-that process tree), so the figures are what a user of `shoprec` gets.
+that process tree), so the figures are what a user of `shoprec` gets; each reference runs in a
+process of its own too (a child's peak RSS on Linux starts from its parent's RSS at fork, so the
+benchmark's own process must stay small).
 
     python -m bench.bench_scale [large|small|tiny] [--train] [--keep]
 """
@@ -218,6 +220,24 @@ def own_redis():
         proc.wait(timeout=30)
 
 
+def measure_ref(name: str, home: Path, *args: str) -> tuple[float, int]:
+    """A reference in a process of its own: the benchmark's process stays small, so the peak
+    RSS of each stage's child (which Linux starts from its parent's) is the stage's own."""
+    _, _, out = run_measured([sys.executable, "-m", "bench.bench_scale", "--ref", name,
+                              str(home), *args])
+    seconds, n = out.strip().splitlines()[-1].split()
+    return float(seconds), int(n)
+
+
+def _ref_main(name: str, home: str, *args: str) -> None:
+    fn = {"validate": lambda: (ref_validate(Path(home), "landing"), 0),
+          "windows": lambda: (ref_windows(Path(home)), 0),
+          "sqlite": lambda: ref_sqlite(Path(home)),
+          "redis": lambda: ref_redis(Path(home), int(args[0]))}[name]
+    seconds, n = fn()
+    print(f"{seconds:.3f} {n}")
+
+
 def _row(stage: str, secs: float, rss: float | None, ref: float | None = None,
          note: str = "") -> str:
     floor = FLOORS.get(stage)
@@ -246,16 +266,16 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
                                   str(days - 1)], env)
         rows.append(_row("simulate", t, rss, note=f"{days - 1} day batches"))
         say(rows[-1])
-        ref = ref_validate(home, "landing")
+        ref, _ = measure_ref("validate", home)
         t, rss, _ = run_measured([BIN, "validate"], env)
         rows.append(_row("validate", t, rss, ref, f"{days - 1} batches"))
         say(rows[-1])
-        ref = ref_windows(home)
+        ref, _ = measure_ref("windows", home)
         t, rss, _ = run_measured([BIN, "transform"], env)
         rows.append(_row("dbt build (full)", t, rss, ref, "incl. the analysts' snapshot"))
         say(rows[-1])
         t, rss, out = run_measured([BIN, "features", "materialize"], env)
-        ref, n = ref_sqlite(home)
+        ref, n = measure_ref("sqlite", home)
         rows.append(_row("feast materialize (sqlite)", t, rss, ref,
                          f"incl. the export; reference writes {n:,} feature values"))
         say(rows[-1])
@@ -263,7 +283,7 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
             renv = {**env, "SHOPREC_FEAST__ONLINE_STORE": "redis",
                     "SHOPREC_FEAST__REDIS_CONNECTION": f"127.0.0.1:{port}"}
             t, rss, _ = run_measured([BIN, "features", "materialize"], renv)
-            ref, n = ref_redis(home, port)
+            ref, n = measure_ref("redis", home, str(port))
             rows.append(_row("feast materialize (redis)", t, rss, ref,
                              f"incl. the export; reference writes {n:,} feature values"))
             say(rows[-1])
@@ -300,5 +320,8 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--ref"]:
+        _ref_main(*sys.argv[2:])
+        raise SystemExit(0)
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     main(args[0] if args else "large", "--train" in sys.argv, "--keep" in sys.argv)

@@ -43,6 +43,9 @@ class ValidationSettings(BaseModel):
         "one is re-delivered fixed; warn validates it anyway; fail quarantines it too."))
     workers: int = Field(2, ge=1, description=(
         "Processes that judge batches in parallel (1: in-process)."))
+    duckdb_memory_mb: int = Field(512, ge=64, description=(
+        "DuckDB memory limit of each judging process (it spills beyond): without it each "
+        "worker's buffer pool grows towards 80 % of the machine over a large delivery."))
     skip_rules: list[SwitchableRule] = Field(default_factory=list, description=(
         "Content rules switched off (a profile's [rules] table sets this per dataset)."))
 

@@ -15,6 +15,14 @@ from shoprec.lake import TABLES
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 
 
+def _duckdb_config(settings: Settings) -> dict:
+    """Each judging process gets its share of the cores (more threads than cores only thrash)
+    and a bounded buffer pool."""
+    v = settings.validation
+    return {"threads": max(1, (os.cpu_count() or 2) // max(1, v.workers)),
+            "memory_limit": f"{v.duckdb_memory_mb}MB"}
+
+
 class GxSession:
     def __init__(self, settings: Settings, workdir: Path):
         import great_expectations as gx  # imported here: seconds, paid only when validating
@@ -43,7 +51,7 @@ class GxSession:
         db = workdir / "validate.duckdb"
         self.ds = self.context.data_sources.add_duckdb(
             name="lake", connection_string=f"duckdb:///{db}",
-            kwargs={"connect_args": {"config": {"threads": os.cpu_count() or 2}}})
+            kwargs={"connect_args": {"config": _duckdb_config(settings)}})
         self.engine = self.ds.get_execution_engine()
         now = dt.datetime.now(dt.UTC)
         self.suites = {kind: self.context.suites.add(table_suite(
