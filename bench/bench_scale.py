@@ -309,7 +309,7 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
     body = ("| stage | wall s | peak RSS MiB | reference s | ratio | floors (#22) | notes |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
             "Each stage is the CLI in a child process (wall time includes Python start-up and "
-            "imports). References run in the benchmark's process on the same files: validate ↔ "
+            "imports). References run on the same files, each in a process of its own: validate ↔ "
             "every rule of the suites as one DuckDB query grouped per batch (over the landing "
             "files, before validation moves them); dbt ↔ feat_user_daily's 1/7/30-day activity "
             "windows in plain DuckDB SQL; Feast ↔ reading the exports, keeping the latest row "
