@@ -20,10 +20,8 @@ benchmark's own process must stay small).
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from pathlib import Path
 import duckdb
 
 from bench.report import run_measured, write_section
-from shoprec.children import free_port
+from shoprec.children import redis_server
 from shoprec.config import Settings
 from shoprec.names import sql_literal
 
@@ -194,32 +192,6 @@ def ref_redis(home: Path, port: int) -> tuple[float, int]:
     return took, n
 
 
-@contextlib.contextmanager
-def own_redis():
-    """A redis-server of this benchmark on a free port, without persistence."""
-    import redis
-
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save",
-                             "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start") from None
-            time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def measure_ref(name: str, home: Path, *args: str) -> tuple[float, int]:
     """A reference in a process of its own: the benchmark's process stays small, so the peak
     RSS of each stage's child (which Linux starts from its parent's) is the stage's own."""
@@ -279,7 +251,7 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
         rows.append(_row("feast materialize (sqlite)", t, rss, ref,
                          f"incl. the export; reference writes {n:,} feature values"))
         say(rows[-1])
-        with own_redis() as port:
+        with redis_server() as (port, _):
             renv = {**env, "SHOPREC_FEAST__ONLINE_STORE": "redis",
                     "SHOPREC_FEAST__REDIS_CONNECTION": f"127.0.0.1:{port}"}
             t, rss, _ = run_measured([BIN, "features", "materialize"], renv)

@@ -131,30 +131,12 @@ def bare_server(logs: Path, core: int | None):
 
 @contextlib.contextmanager
 def own_redis(logs: Path, core: int | None):
-    """A redis-server of this benchmark on a free port, no persistence → (port, pid)."""
-    import redis
+    """A redis-server of this benchmark on a free port, no persistence, pinned to `core` →
+    (port, pid)."""
+    from shoprec.children import redis_server
 
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    p = Proc(pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--daemonize", "no"], core), clean_env({}),
-             logs / "redis.log")
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if p.proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"redis-server did not start:\n{p.output()}") from None
-                time.sleep(0.05)
-        yield port, p.proc.pid
-    finally:
-        client.close()
-        p.stop()
+    with redis_server(pinned([], core), logs / "redis.log") as (port, proc):
+        yield port, proc.pid
 
 
 def bare_app():

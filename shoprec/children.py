@@ -4,10 +4,13 @@ by their own pid (SIGTERM, then SIGKILL), so nothing is left running and nothing
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -73,3 +76,54 @@ class Child:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         return self.proc.returncode
+
+
+class RedisUnavailable(RuntimeError):
+    """redis-server is not installed, or did not answer in time."""
+
+
+@contextlib.contextmanager
+def redis_server(prefix: list[str] | None = None, log: Path | None = None,
+                 timeout_s: float = 20.0) -> Iterator[tuple[int, subprocess.Popen]]:
+    """(port, process) of a redis-server of the caller's own on a free loopback port, without
+    persistence: tests and benchmarks never stop, flush or reconfigure the shared one. `prefix`
+    wraps the command (e.g. `taskset -c 1`). Stopped on the way out unless already gone (a test
+    that kills it on purpose)."""
+    import redis
+
+    if shutil.which("redis-server") is None:
+        raise RedisUnavailable("redis-server is not installed (Debian: apt-get install "
+                               "redis-server)")
+    port = free_port()
+    out = log.open("wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([*(prefix or []), "redis-server", "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize",
+                             "no"], stdout=out, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    raise RedisUnavailable(f"redis-server on port {port} did not start") \
+                        from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+    try:
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if log:
+            out.close()

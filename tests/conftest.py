@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,31 +140,7 @@ def private_redis() -> Iterator[tuple[int, subprocess.Popen]]:
     """(port, process) of a redis-server of the test's own, without persistence, on a free port
     (the shared instance on 6379 is never stopped, flushed or reconfigured); stopped on exit
     unless the test killed it."""
-    import redis
+    from shoprec.children import redis_server
 
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly",
-                             "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise
-                time.sleep(0.05)
-    finally:
-        client.close()
-    try:
-        yield port, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with redis_server(timeout_s=10) as server:  # RedisUnavailable: the test errors, saying why
+        yield server
