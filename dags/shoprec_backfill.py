@@ -20,8 +20,6 @@ offline) → **check_quarantine**.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import Param, dag, task
 
 from shoprec.config import get_settings
@@ -35,13 +33,8 @@ SETTINGS = get_settings()
 
 @dag(
     dag_id="shoprec_backfill",
-    schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    **ops.dag_args(SETTINGS),
+    **ops.manual_dag_args(SETTINGS),
     doc_md=__doc__,
-    tags=["shoprec", "manual"],
     user_defined_macros=MACROS,
     params={
         "dataset": Param(SETTINGS.dataset, type="string", pattern=PATTERN_TEXT,

@@ -15,8 +15,6 @@ the UI's trigger form. Serving follows `production` within `SHOPREC_SERVING__REL
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import Param, dag, task
 
 from shoprec.config import get_settings
@@ -28,13 +26,8 @@ SETTINGS = get_settings()
 
 @dag(
     dag_id="shoprec_models",
-    schedule=None,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    **ops.dag_args(SETTINGS),
+    **ops.manual_dag_args(SETTINGS),
     doc_md=__doc__,
-    tags=["shoprec", "manual"],
     params={
         "action": Param("promote", enum=["promote", "rollback"],
                         description="promote a version, or roll the alias back one move."),

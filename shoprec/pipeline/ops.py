@@ -47,6 +47,13 @@ def dag_args(settings: Settings | None = None) -> dict[str, Any]:
             "on_failure_callback": alert}
 
 
+def manual_dag_args(settings: Settings | None = None) -> dict[str, Any]:
+    """A DAG run only from its trigger form: no schedule, one run at a time, tagged manual."""
+    return {"schedule": None, "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            "catchup": False, "max_active_runs": 1, "tags": ["shoprec", "manual"],
+            **dag_args(settings)}
+
+
 def _reason(context: dict) -> str:
     exc = context.get("exception")
     if exc is not None:
