@@ -4,6 +4,7 @@ exactly as dbt's staging keeps it."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from shoprec.config import Settings
@@ -25,21 +26,28 @@ def redelivered_events(todo: list[Path], settings: Settings,
     if not todo or len(batches) < 2:
         return {}
     order = [(str(d / "events.parquet"), d.name, position(d), d in todo) for d in batches]
-    with duckdb.connect() as con:
+    # only the ids of this run's batches are looked up in the history (a semi-join that streams
+    # the earlier files), so memory follows the new batches, not the lake; bounded all the same
+    with tempfile.TemporaryDirectory(prefix="shoprec-redelivered-") as tmp, duckdb.connect(
+            config={"memory_limit": f"{settings.validation.duckdb_memory_mb}MB",
+                    "temp_directory": tmp, "preserve_insertion_order": False}) as con:
         con.execute("CREATE TEMP TABLE f (file VARCHAR, batch VARCHAR, pos BIGINT, mine BOOL)")
         con.executemany("INSERT INTO f VALUES (?, ?, ?, ?)", order)
         try:
             rows = con.execute("""
-                WITH ev AS (
-                    SELECT DISTINCT CAST(event_id AS VARCHAR) AS event_id, filename AS file
-                    FROM read_parquet(?, filename = true, union_by_name = true)),
-                ranked AS (
-                    SELECT f.batch, f.mine, ev.event_id, f.pos,
-                           min(f.pos) OVER (PARTITION BY ev.event_id) AS first_pos
-                    FROM ev JOIN f USING (file))
-                SELECT batch, count(DISTINCT event_id) FROM ranked
-                WHERE mine AND pos > first_pos GROUP BY batch""",
-                [[o[0] for o in order]]).fetchall()
+                WITH m AS (
+                    SELECT DISTINCT f.batch, f.pos, CAST(ev.event_id AS VARCHAR) AS event_id
+                    FROM read_parquet(?, filename = true, union_by_name = true) AS ev
+                    JOIN f ON f.file = ev.filename),
+                first AS (
+                    SELECT CAST(ev.event_id AS VARCHAR) AS event_id, min(f.pos) AS first_pos
+                    FROM read_parquet(?, filename = true, union_by_name = true) AS ev
+                    JOIN f ON f.file = ev.filename
+                    WHERE CAST(ev.event_id AS VARCHAR) IN (SELECT event_id FROM m)
+                    GROUP BY 1)
+                SELECT m.batch, count(DISTINCT m.event_id) FROM m JOIN first USING (event_id)
+                WHERE m.pos > first.first_pos GROUP BY m.batch""",
+                [[o[0] for o in order if o[3]], [o[0] for o in order]]).fetchall()
         except duckdb.Error:
             return {}
     return {b: int(n) for b, n in rows}
