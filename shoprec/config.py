@@ -46,6 +46,9 @@ class ValidationSettings(BaseModel):
     duckdb_memory_mb: int = Field(512, ge=64, description=(
         "DuckDB memory limit of each judging process (it spills beyond): without it each "
         "worker's buffer pool grows towards 80 % of the machine over a large delivery."))
+    screen: bool = Field(True, description=(
+        "Screen all pending batches in one GX run per table and judge only the flagged ones "
+        "alone (false: every batch alone; same verdicts, one GX run per table and batch)."))
     skip_rules: list[SwitchableRule] = Field(default_factory=list, description=(
         "Content rules switched off (a profile's [rules] table sets this per dataset)."))
 

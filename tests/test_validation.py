@@ -4,6 +4,7 @@ clean batches still get through, and re-runs are no-ops."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -85,8 +86,26 @@ def fault_run(tmp_path_factory):
     days = [s.zone("landing") / d for d in ("2026-01-05", "2026-01-06")]
     for name, tables in _subsets(clean, days).items():
         write_batch(name, tables, settings=s)
+    alone = Settings(home=tmp_path_factory.mktemp("faults-alone"),
+                     validation={"screen": False})
+    shutil.copytree(s.home, alone.home, dirs_exist_ok=True)
     results = {r.batch_id: r for r in validate(settings=s)}
-    return s, results, before
+    return s, results, before, (alone, {r.batch_id: r for r in validate(settings=alone)})
+
+
+def _seen(r, home: Path) -> str:
+    """A result as text, without what differs between two runs: the home and the clock."""
+    text = repr((r.status, r.note, r.rows, r.content_hash, r.failures))
+    return re.sub(r"datetime\.datetime\([^)]*\)", "<time>", text.replace(str(home), "<home>"))
+
+
+def test_the_screen_changes_no_verdict(fault_run):
+    """Screening all batches at once, then judging only the flagged ones alone, gives every
+    batch the verdict, report and counts of judging each one alone."""
+    s, screened, _, (other, alone) = fault_run
+    assert screened.keys() == alone.keys()
+    for b, r in screened.items():
+        assert _seen(r, s.root) == _seen(alone[b], other.root), b
 
 
 def test_every_fault_is_in_the_catalogue():
@@ -94,7 +113,7 @@ def test_every_fault_is_in_the_catalogue():
 
 
 def test_clean_batches_get_through_beside_bad_ones(fault_run):
-    s, results, _ = fault_run
+    s, results, *_ = fault_run
     assert results["2026-01-05"].status == "validated"
     assert results["2026-01-06"].status == "validated"
     assert [b.name for b in list_batches("validated", settings=s)] == [
@@ -106,7 +125,7 @@ def test_clean_batches_get_through_beside_bad_ones(fault_run):
 
 @pytest.mark.parametrize("batch", ["subset-items", "subset-users", "subset-events"])
 def test_any_one_table_with_only_its_required_columns_is_a_delivery(fault_run, batch):
-    s, results, _ = fault_run
+    s, results, *_ = fault_run
     r = results[batch]
     assert r.status == "validated", r.reason()
     assert r.path == s.zone("validated") / batch and r.profile == "default"
@@ -121,21 +140,21 @@ def test_any_one_table_with_only_its_required_columns_is_a_delivery(fault_run, b
 
 
 def test_optional_columns_may_be_absent_from_a_file(fault_run):
-    s, results, _ = fault_run
+    s, results, *_ = fault_run
     r = results["subset-absent"]
     assert r.status == "validated", r.reason()
     assert pq.read_schema(r.path / "users.parquet").names == ["user_id"]  # kept as delivered
 
 
 def test_a_renamed_optional_column_is_unexpected_and_its_absence_said(fault_run):
-    _, results, _ = fault_run
+    _, results, *_ = fault_run
     (f,) = [f for f in results["fault-schema_renamed"].failures
             if f.rule == "expect_table_columns_to_match_set"]
     assert "unexpected ['cost']" in f.detail and "absent, read as null: ['price']" in f.detail
 
 
 def test_a_batch_without_a_table_is_quarantined_by_name(fault_run):
-    _, results, _ = fault_run
+    _, results, *_ = fault_run
     r = results["subset-none"]
     assert r.status == "quarantined"
     (f,) = r.failures
@@ -146,7 +165,7 @@ def test_a_batch_without_a_table_is_quarantined_by_name(fault_run):
 
 @pytest.mark.parametrize("fault", sorted(EXPECTED))
 def test_fault_is_caught_named_and_kept_byte_identical(fault_run, fault):
-    s, results, before = fault_run
+    s, results, before, _ = fault_run
     r = results[f"fault-{fault}"]
     assert r.status == "quarantined"
     rule, column = EXPECTED[fault]
@@ -164,7 +183,7 @@ def test_fault_is_caught_named_and_kept_byte_identical(fault_run, fault):
 
 
 def test_data_docs_site_is_built(fault_run):
-    s, _, _ = fault_run
+    s, *_ = fault_run
     index = s.data_docs_dir / "index.html"
     assert index.exists()
     pages = list((s.data_docs_dir / "validations").rglob("*.html"))
@@ -172,7 +191,7 @@ def test_data_docs_site_is_built(fault_run):
 
 
 def test_revalidation_is_a_no_op(fault_run):
-    s, results, _ = fault_run
+    s, results, *_ = fault_run
     assert validate(settings=s) == []  # nothing left in landing
     # the same bytes delivered again under the same id are recognised, not judged twice
     src = s.zone("quarantine") / "fault-null_keys"
@@ -217,11 +236,30 @@ def test_a_broken_validator_moves_nothing(shoprec_home, monkeypatch):
 
     monkeypatch.setattr(suites, "add_content", broken)
     s = Settings(home=shoprec_home)
-    simulate("tiny", seed=1, days=1, settings=s)
+    # the screen passes the clean day; the faulty one is judged alone, by the broken suites
+    simulate("tiny", seed=1, days=2, inject=["negative_prices"], settings=s)
     with pytest.raises(ValidatorError, match="no_such_function"):
         validate(settings=s)
-    assert [b.name for b in list_batches("landing", settings=s)] == ["2026-01-05"]
+    assert [b.name for b in list_batches("landing", settings=s)] == ["2026-01-05", "2026-01-06"]
     assert list_batches("quarantine", settings=s) == []
+
+
+def test_a_broken_screen_judges_every_batch_alone(shoprec_home, monkeypatch, caplog):
+    """The screen never decides a failure: when it breaks, each batch is judged alone."""
+    from shoprec.validation import screen
+
+    real = screen._metrics
+
+    def broken(kind, *args):
+        return [*real(kind, *args), ("SELECT _file, no_such_function(1) AS x FROM u_events "
+                                     "GROUP BY _file", [("x", False)])]
+
+    monkeypatch.setattr(screen, "_metrics", broken)
+    s = Settings(home=shoprec_home)
+    simulate("tiny", seed=1, days=2, inject=["negative_prices"], settings=s)
+    results = {r.batch_id: r.status for r in validate(settings=s)}
+    assert results == {"2026-01-05": "validated", "2026-01-06": "quarantined"}
+    assert "judging its batches one by one" in caplog.text
 
 
 def test_sessions_are_derived_only_where_session_id_is_null():
@@ -246,3 +284,21 @@ def test_sessions_are_derived_only_where_session_id_is_null():
     got = dict(((e, (d, k, n)) for e, d, k, n in con.execute(
         f"SELECT event_id, derived, s_key, s_n FROM ({sessions_sql('b', 30)}) AS s").fetchall()))
     assert got == {e: want for e, *_, want in rows}
+
+
+def test_the_screen_flags_only_the_batches_a_rule_fails_on(shoprec_home):
+    """Clean batches pass the screen (no run of their own); each faulty one is flagged."""
+    from shoprec.validation.judge import build_known_ids
+    from shoprec.validation.screen import screen_batches
+
+    s = Settings(home=shoprec_home)
+    simulate("tiny", seed=3, days=3, settings=s)
+    simulate("tiny", seed=3, days=5, inject=["duplicate_events", "unknown_items"], inject_day=3,
+             settings=s)
+    dirs = list_batches("landing", settings=s)
+    known = build_known_ids(dirs, s, None, shoprec_home / "known.parquet")
+    screened = screen_batches(dirs, s, known)
+    assert [d.name for d in screened.flagged] == ["2026-01-08"]
+    passed = {v.batch_dir.name: v for v in screened.passed}
+    assert sorted(passed) == ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-09"]
+    assert all(v.rows["events"] > 0 and not v.failures for v in passed.values())

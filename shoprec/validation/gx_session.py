@@ -15,16 +15,17 @@ from shoprec.lake import TABLES
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 
 
-def _duckdb_config(settings: Settings) -> dict:
+def _duckdb_config(settings: Settings, workers: int | None = None) -> dict:
     """Each judging process gets its share of the cores (more threads than cores only thrash)
     and a bounded buffer pool."""
     v = settings.validation
-    return {"threads": max(1, (os.cpu_count() or 2) // max(1, v.workers)),
+    return {"threads": max(1, (os.cpu_count() or 2) // max(1, workers or v.workers)),
             "memory_limit": f"{v.duckdb_memory_mb}MB"}
 
 
 class GxSession:
-    def __init__(self, settings: Settings, workdir: Path):
+    def __init__(self, settings: Settings, workdir: Path, workers: int | None = None):
+        """`workers`: processes sharing the cores (default: settings.validation.workers)."""
         import great_expectations as gx  # imported here: seconds, paid only when validating
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -51,7 +52,7 @@ class GxSession:
         db = workdir / "validate.duckdb"
         self.ds = self.context.data_sources.add_duckdb(
             name="lake", connection_string=f"duckdb:///{db}",
-            kwargs={"connect_args": {"config": _duckdb_config(settings)}})
+            kwargs={"connect_args": {"config": _duckdb_config(settings, workers)}})
         self.engine = self.ds.get_execution_engine()
         now = dt.datetime.now(dt.UTC)
         self.suites = {kind: self.context.suites.add(table_suite(
@@ -73,13 +74,18 @@ class GxSession:
 
     def run(self, view: str, kind: str):
         """Validate one view against its table's suite (GX's ExpectationSuiteValidationResult)."""
+        return self.run_suite(view, self.suites[kind])
+
+    def run_suite(self, view: str, suite, result_format: dict | None = None):
         self._n += 1
         name = f"{view}__{self._n}"  # GX names are unique per context
         asset = self.ds.add_table_asset(name=name, table_name=view)
         bd = asset.add_batch_definition_whole_table(name="whole")
+        if suite.name not in {s.name for s in self.context.suites.all()}:
+            suite = self.context.suites.add(suite)
         vd = self.context.validation_definitions.add(
-            self.gx.ValidationDefinition(name=name, data=bd, suite=self.suites[kind]))
-        return vd.run(result_format=RESULT_FORMAT)
+            self.gx.ValidationDefinition(name=name, data=bd, suite=suite))
+        return vd.run(result_format=result_format or RESULT_FORMAT)
 
     def build_docs(self) -> Path:
         self.context.build_data_docs(site_names=[self.docs_site])

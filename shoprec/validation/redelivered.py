@@ -26,28 +26,28 @@ def redelivered_events(todo: list[Path], settings: Settings,
     if not todo or len(batches) < 2:
         return {}
     order = [(str(d / "events.parquet"), d.name, position(d), d in todo) for d in batches]
-    # only the ids of this run's batches are looked up in the history (a semi-join that streams
-    # the earlier files), so memory follows the new batches, not the lake; bounded all the same
+    # memory bounded by the validation limit (DuckDB spills beyond it)
     with tempfile.TemporaryDirectory(prefix="shoprec-redelivered-") as tmp, duckdb.connect(
             config={"memory_limit": f"{settings.validation.duckdb_memory_mb}MB",
                     "temp_directory": tmp, "preserve_insertion_order": False}) as con:
         con.execute("CREATE TEMP TABLE f (file VARCHAR, batch VARCHAR, pos BIGINT, mine BOOL)")
         con.executemany("INSERT INTO f VALUES (?, ?, ?, ?)", order)
         try:
+            # a hash finds the few ids seen at two positions in one pass over 64-bit keys;
+            # only those are then compared as strings (a collision costs a lookup, not a count)
             rows = con.execute("""
-                WITH m AS (
-                    SELECT DISTINCT f.batch, f.pos, CAST(ev.event_id AS VARCHAR) AS event_id
+                WITH ev AS (
+                    SELECT CAST(ev.event_id AS VARCHAR) AS event_id, f.batch, f.pos, f.mine
                     FROM read_parquet(?, filename = true, union_by_name = true) AS ev
                     JOIN f ON f.file = ev.filename),
-                first AS (
-                    SELECT CAST(ev.event_id AS VARCHAR) AS event_id, min(f.pos) AS first_pos
-                    FROM read_parquet(?, filename = true, union_by_name = true) AS ev
-                    JOIN f ON f.file = ev.filename
-                    WHERE CAST(ev.event_id AS VARCHAR) IN (SELECT event_id FROM m)
-                    GROUP BY 1)
-                SELECT m.batch, count(DISTINCT m.event_id) FROM m JOIN first USING (event_id)
-                WHERE m.pos > first.first_pos GROUP BY m.batch""",
-                [[o[0] for o in order if o[3]], [o[0] for o in order]]).fetchall()
+                cand AS (
+                    SELECT hash(event_id) AS h FROM ev WHERE event_id IS NOT NULL GROUP BY 1
+                    HAVING min(pos) < max(pos) AND bool_or(mine)),
+                seen AS (SELECT * FROM ev WHERE hash(event_id) IN (SELECT h FROM cand)),
+                first AS (SELECT event_id, min(pos) AS first_pos FROM seen GROUP BY 1)
+                SELECT s.batch, count(DISTINCT s.event_id) FROM seen AS s JOIN first
+                USING (event_id) WHERE s.mine AND s.pos > first.first_pos GROUP BY s.batch""",
+                [[o[0] for o in order]]).fetchall()
         except duckdb.Error:
             return {}
     return {b: int(n) for b, n in rows}

@@ -32,6 +32,7 @@ from shoprec.validation.judge import Verdict, build_known_ids, judge_batches, ju
 from shoprec.validation.ledger import append_ledger, read_ledger, reconcile
 from shoprec.validation.profile import add_hints, effective_settings
 from shoprec.validation.redelivered import redelivered_events
+from shoprec.validation.screen import screen_batches
 
 
 @dataclass
@@ -64,8 +65,10 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
              ) -> list[BatchResult]:
     """Validate the named landing batches (default: all) and move each to its zone.
 
-    Judging runs in `workers` processes (settings.validation.workers; GX's per-batch overhead
-    is Python, so two cores halve it); moving and the ledger stay in this process, in batch order.
+    One screen (screen.py) passes the batches every rule passes on in one GX run per table;
+    those it flags are judged one by one in `workers` processes (settings.validation.workers;
+    GX's per-batch overhead is Python, so two cores halve it). Moving and the ledger stay in this
+    process, in batch order.
     `force` judges again batches whose bytes were judged before (after the rules changed).
     The dataset's validation profile (profile.py) applies to every batch, in every worker.
     """
@@ -114,14 +117,18 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
             todo.append(d)
     if not todo:
         return out
-    n = max(1, min(workers or settings.validation.workers, len(todo)))
     tmp = Path(tempfile.mkdtemp(prefix="shoprec-known-"))
     try:
         known = build_known_ids(todo, settings, dataset, tmp / "known.parquet")
-        if n == 1:
-            verdicts = judge_batches(todo, settings, known)
-        else:
-            verdicts = judge_in_workers([todo[i::n] for i in range(n)], settings, known, tmp)
+        verdicts, rest = [], todo
+        if settings.validation.screen:
+            screened = screen_batches(todo, settings, known)
+            verdicts, rest = screened.passed, screened.flagged
+        n = max(1, min(workers or settings.validation.workers, len(rest)))
+        if n == 1 and rest:
+            verdicts += judge_batches(rest, settings, known)
+        elif rest:
+            verdicts += judge_in_workers([rest[i::n] for i in range(n)], settings, known, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     again = redelivered_events(todo, settings, dataset)

@@ -135,13 +135,13 @@ def _duplicates(v: ValidationSettings) -> gxe.UnexpectedRowsExpectation:
             WHERE n > 0 AND dups / n > {v.max_duplicate_rate}""")
 
 
-def sessions_sql(source: str, gap_minutes: int) -> str:
+def sessions_sql(source: str, gap_minutes: int, by: str = "user_id") -> str:
     """`source`'s events with a session key (derived, s_key, s_n): a given session_id as is;
     where it is null, the user's derived session: a user's events in time order (ties as
     contract.TIE_ORDER has them within one batch), a new one at the first event or after a gap of
     more than `gap_minutes` (the rule dbt's session models use). `derived` keeps a derived key
-    from matching a given id."""
-    order = "PARTITION BY user_id ORDER BY event_timestamp, event_seq NULLS LAST, md5(event_id)"
+    from matching a given id. `by`: the partition (a screen of many batches adds the batch)."""
+    order = f"PARTITION BY {by} ORDER BY event_timestamp, event_seq NULLS LAST, md5(event_id)"
     return f"""
         SELECT *, session_id IS NULL AS derived, coalesce(session_id, user_id) AS s_key,
                CASE WHEN session_id IS NULL THEN sum(CASE WHEN prev IS NULL
