@@ -236,6 +236,9 @@ class Settings(BaseSettings):
         "dbt's session models and the session evaluation protocol cut at the same gap."))
     profiles_dir: Path | None = Field(default=None, description=(
         "Per-dataset validation profiles (<dataset>.toml); default SHOPREC_HOME/profiles."))
+    dbt_memory_mb: int = Field(default=2560, ge=256, description=(
+        "DuckDB memory limit of a dbt build (it spills to disk beyond): 2.5 GB keeps the "
+        "10M-event build under 3 GB of RSS (BENCHMARKS.md); more is faster."))
 
     validation: ValidationSettings = ValidationSettings()
     feast: FeastSettings = FeastSettings()
@@ -492,6 +495,7 @@ class Settings(BaseSettings):
                 "SHOPREC_SEQUENCE_LENGTH": str(self.feast.sequence_length),
                 "SHOPREC_REPEAT_MAX_ITEMS": str(self.feast.repeat_max_items),
                 "SHOPREC_SESSION_GAP_MINUTES": str(self.session_gap_minutes),
+                "SHOPREC_DUCKDB_MEMORY_LIMIT": f"{self.dbt_memory_mb}MB",
                 "FEAST_FS_YAML_FILE_PATH": str(self.feast_yaml(ds))}
 
 
