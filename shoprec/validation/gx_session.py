@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shoprec.config import Settings
-from shoprec.lake import TABLES
 
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 
@@ -30,8 +29,6 @@ class GxSession:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         from shoprec.validation import gx_duckdb  # noqa: F401  (registers add_duckdb)
-        from shoprec.validation.suites import table_suite
-
         # DuckDB has no GX dialect module; the type checks use SQLAlchemy's class names on purpose
         logging.getLogger("great_expectations.expectations.type_comparison").setLevel(
             logging.ERROR)
@@ -54,10 +51,18 @@ class GxSession:
             name="lake", connection_string=f"duckdb:///{db}",
             kwargs={"connect_args": {"config": _duckdb_config(settings, workers)}})
         self.engine = self.ds.get_execution_engine()
-        now = dt.datetime.now(dt.UTC)
-        self.suites = {kind: self.context.suites.add(table_suite(
-            kind, settings.validation, now, settings.session_gap_minutes)) for kind in TABLES}
+        self._now = dt.datetime.now(dt.UTC)
+        self._suites: dict = {}  # the table suites, built on first use (the screen has its own)
         self._n = 0
+
+    def suite(self, kind: str):
+        """The table's suite, with its time bounds as of this session's start."""
+        from shoprec.validation.suites import table_suite
+
+        if kind not in self._suites:
+            self._suites[kind] = self.context.suites.add(table_suite(
+                kind, self.settings.validation, self._now, self.settings.session_gap_minutes))
+        return self._suites[kind]
 
     def sql(self, statement: str) -> list:
         from sqlalchemy import text
@@ -74,15 +79,14 @@ class GxSession:
 
     def run(self, view: str, kind: str):
         """Validate one view against its table's suite (GX's ExpectationSuiteValidationResult)."""
-        return self.run_suite(view, self.suites[kind])
+        return self.run_suite(view, self.suite(kind))
 
     def run_suite(self, view: str, suite, result_format: dict | None = None):
+        """Validate one view against a suite added to this session's context."""
         self._n += 1
         name = f"{view}__{self._n}"  # GX names are unique per context
         asset = self.ds.add_table_asset(name=name, table_name=view)
         bd = asset.add_batch_definition_whole_table(name="whole")
-        if suite.name not in {s.name for s in self.context.suites.all()}:
-            suite = self.context.suites.add(suite)
         vd = self.context.validation_definitions.add(
             self.gx.ValidationDefinition(name=name, data=bd, suite=suite))
         return vd.run(result_format=result_format or RESULT_FORMAT)

@@ -132,20 +132,21 @@ def _load_known(gxs, known: Path) -> None:
 
 def _union_view(gxs, kind: str, batches: list[_Batch]) -> None:
     """u_<kind>: every batch's rows in contract columns (absent optional ones as typed nulls)
-    and `_file`; f_<kind>: each file's batch and arrival."""
+    and `_file`, its file's number; f_<kind>: each number's batch and arrival."""
     files = [b.files[kind] for b in batches]
     present = set().union(*(b.columns for b in batches))
     cols = ", ".join(f'u."{c.name}"' if c.name in present
                      else f'CAST(NULL AS {duck_type(c)}) AS "{c.name}"'
                      for c in contract.SCHEMAS[kind])
-    values = ", ".join(f"({sql_literal(b.files[kind])}, {sql_literal(b.path.name)}, "
-                       f"{int(b.arrival)})" for b in batches)
-    gxs.sql(f"CREATE OR REPLACE TABLE f_{kind} (_file VARCHAR, batch VARCHAR, _arrival BIGINT)")
+    values = ", ".join(f"({i}, {sql_literal(b.path.name)}, {int(b.arrival)})"
+                       for i, b in enumerate(batches))
+    gxs.sql(f"CREATE OR REPLACE TABLE f_{kind} (_file BIGINT, batch VARCHAR, _arrival BIGINT)")
     gxs.sql(f"INSERT INTO f_{kind} VALUES {values}")
     listed = "[" + ", ".join(sql_literal(f) for f in files) + "]"
+    # file_index: the file's place in the list, an integer to group and hash on, not a path
     gxs.sql(f"""CREATE OR REPLACE VIEW u_{kind} AS
-        SELECT {cols}, u.filename AS _file
-        FROM read_parquet({listed}, filename = true, union_by_name = true) AS u""")
+        SELECT {cols}, u.file_index AS _file
+        FROM read_parquet({listed}, union_by_name = true) AS u""")
 
 
 def _screen_kind(gxs, kind: str, batches: list[_Batch], rows: dict) -> set[str]:
@@ -159,7 +160,8 @@ def _screen_kind(gxs, kind: str, batches: list[_Batch], rows: dict) -> set[str]:
                      for i, (sql, _) in enumerate(metrics))
     gxs.sql(f"CREATE OR REPLACE TABLE m_{kind} AS SELECT f.batch, {selects} "
             f"FROM f_{kind} AS f {joins}")
-    result = gxs.run_suite(f"m_{kind}", _suite(gxs.gx, kind, metrics, v), RESULT_FORMAT)
+    suite = gxs.context.suites.add(_suite(gxs.gx, kind, metrics, v))
+    result = gxs.run_suite(f"m_{kind}", suite, RESULT_FORMAT)
     flagged: set[str] = set()
     for r in result.results:
         if _exceptions(r):
@@ -247,23 +249,28 @@ def _duplicates() -> tuple[str, list[tuple[str, bool]]]:
 
 
 def _funnel(gap: int) -> tuple[str, list[tuple[str, bool]]]:
-    """suites._funnel per file. Derived sessions need a window over the user's events, so it
-    runs only for (file, user) pairs with an event lacking a session_id."""
+    """suites._funnel per file. Given sessions are read straight from the files (purchases,
+    then only the views of a purchased item in its session); derived ones need a window over
+    the user's events, which runs only for (file, user) pairs with an event lacking a
+    session_id (usually none)."""
     derived = sessions_sql("(SELECT * FROM u_events SEMI JOIN (SELECT DISTINCT _file, user_id "
                            "FROM u_events WHERE session_id IS NULL) USING (_file, user_id))",
                            gap, by="_file, user_id")
-    cols = "_file, derived, s_key, s_n, item_id, event_type, event_timestamp"
-    return (f"""WITH s AS (
-                   SELECT _file, false AS derived, session_id AS s_key, 0 AS s_n, item_id,
-                          event_type, event_timestamp FROM u_events
-                   WHERE session_id IS NOT NULL AND event_type IN ('view', 'purchase')
-                   UNION ALL SELECT {cols} FROM ({derived}) AS d
-                   WHERE derived AND event_type IN ('view', 'purchase')),
-               p AS (SELECT * FROM s WHERE event_type = 'purchase'),
-               v AS (SELECT _file, derived, s_key, s_n, item_id,
-                            min(event_timestamp) AS first_view
-                     FROM s SEMI JOIN p USING (_file, derived, s_key, s_n, item_id)
-                     WHERE s.event_type = 'view' GROUP BY ALL)
+    return (f"""WITH d AS (SELECT _file, s_key, s_n, item_id, event_type, event_timestamp
+                          FROM ({derived}) AS d
+                          WHERE derived AND event_type IN ('view', 'purchase')),
+               p AS (SELECT _file, false AS derived, session_id AS s_key, 0 AS s_n, item_id,
+                            event_timestamp FROM u_events
+                     WHERE event_type = 'purchase' AND session_id IS NOT NULL
+                     UNION ALL SELECT _file, true, s_key, s_n, item_id, event_timestamp FROM d
+                     WHERE event_type = 'purchase'),
+               v AS (SELECT e._file, false AS derived, e.session_id AS s_key, 0 AS s_n,
+                            e.item_id, min(e.event_timestamp) AS first_view
+                     FROM u_events AS e SEMI JOIN p ON NOT p.derived AND p._file = e._file
+                          AND p.s_key = e.session_id AND p.item_id = e.item_id
+                     WHERE e.event_type = 'view' GROUP BY ALL
+                     UNION ALL SELECT _file, true, s_key, s_n, item_id, min(event_timestamp)
+                     FROM d WHERE event_type = 'view' GROUP BY ALL)
                SELECT p._file, count(*) FILTER (WHERE v.item_id IS NULL) / count(*) AS funnel
                FROM p LEFT JOIN v ON v._file = p._file AND v.derived = p.derived
                     AND v.s_key = p.s_key AND v.s_n = p.s_n AND v.item_id = p.item_id
