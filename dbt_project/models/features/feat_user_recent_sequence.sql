@@ -22,39 +22,48 @@ events as (
     {% endif %}
 ),
 
-ranked as (
+-- each user's events in event_order(), once: a day's sequence is a slice of it
+sequences as (
     select
-        *,
-        -- ties in time as training orders them: no item property (macro event_order)
-        row_number() over (partition by user_id order by {{ event_order() }}) as rn
+        user_id,
+        list({'item_id': item_id, 'event_type': event_type,
+              'us': epoch_us(event_timestamp)} order by {{ event_order() }}) as seq
     from events
+    group by user_id
 ),
 
+-- where a day ends in that order: event_order() sorts by time first, so the events of a day and
+-- the days before it are the first rn_end (no row_number over every event, no join per event)
 day_end as (
-    select user_id, event_date, max(rn) as rn_end, max(event_timestamp) as last_event_at
-    from ranked
-    where event_date >= {{ feature_start_day() }}
-    group by user_id, event_date
+    select
+        user_id,
+        event_date,
+        last_event_at,
+        cast(sum(n) over (partition by user_id order by event_date
+                          rows between unbounded preceding and current row) as bigint) as rn_end
+    from (
+        select user_id, event_date, count(*) as n, max(event_timestamp) as last_event_at
+        from events
+        group by user_id, event_date
+    )
 ),
 
--- the positions of the last N events at each day's end: an equi-join on (user, position) is
--- far cheaper than a framed list() window over every event
-wanted as (
-    select user_id, event_date, last_event_at,
-           unnest(range(greatest(rn_end - {{ n }} + 1, 1), rn_end + 1)) as rn
-    from day_end
+kept as (
+    select d.user_id, d.event_date, d.last_event_at,
+           s.seq[greatest(d.rn_end - {{ n }} + 1, 1):d.rn_end] as k
+    from day_end as d
+    join sequences as s using (user_id)
+    where d.event_date >= {{ feature_start_day() }}
 )
 
 select
-    w.user_id,
-    w.event_date as feature_date,
-    list(r.item_id order by r.rn) as recent_item_ids,
-    list(r.event_type order by r.rn) as recent_event_types,
-    list(epoch_us(r.event_timestamp) order by r.rn) as recent_event_times_us,
-    count(*) as sequence_length,
-    w.last_event_at,
-    {{ available_at('w.event_date') }} as event_timestamp,
+    user_id,
+    event_date as feature_date,
+    list_transform(k, lambda e: e.item_id) as recent_item_ids,
+    list_transform(k, lambda e: e.event_type) as recent_event_types,
+    list_transform(k, lambda e: e.us) as recent_event_times_us,
+    len(k) as sequence_length,
+    last_event_at,
+    {{ available_at('event_date') }} as event_timestamp,
     {{ build_audit_columns() }}
-from wanted as w
-join ranked as r using (user_id, rn)
-group by w.user_id, w.event_date, w.last_event_at
+from kept
