@@ -236,8 +236,8 @@ class Settings(BaseSettings):
         "dbt's session models and the session evaluation protocol cut at the same gap."))
     profiles_dir: Path | None = Field(default=None, description=(
         "Per-dataset validation profiles (<dataset>.toml); default SHOPREC_HOME/profiles."))
-    dbt_memory_mb: int = Field(default=2560, ge=256, description=(
-        "DuckDB memory limit of a dbt build (it spills to disk beyond): 2.5 GB keeps the "
+    dbt_memory_mb: int = Field(default=2048, ge=256, description=(
+        "DuckDB memory limit of a dbt build (it spills to disk beyond): 2 GB keeps the "
         "10M-event build under 3 GB of RSS (BENCHMARKS.md); more is faster."))
 
     validation: ValidationSettings = ValidationSettings()
