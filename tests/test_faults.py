@@ -109,7 +109,10 @@ def test_killed_validate_leaves_no_worker_and_a_rerun_loses_nothing(tmp_path, si
     landed = _parquet_sums(s.zone("landing"))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = _env(s.home, SHOPREC_VALIDATION__WORKERS="2", TMPDIR=str(tmp))
+    # without the screen every batch is judged alone, in the two workers this test kills (the
+    # screen runs in the CLI's own process and would pass these clean days without them)
+    env = _env(s.home, SHOPREC_VALIDATION__WORKERS="2", SHOPREC_VALIDATION__SCREEN="false",
+               TMPDIR=str(tmp))
     # files, not pipes: an orphaned worker would hold a pipe open and make reading it wait
     with (tmp_path / "err.txt").open("w") as err_file:
         proc = subprocess.Popen([sys.executable, "-m", "shoprec.cli", "validate"], cwd=ROOT,
