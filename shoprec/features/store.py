@@ -59,7 +59,9 @@ def config_dict(settings: Settings, dataset: str) -> dict:
                 "serve_features_while_materializing": True}
     return {"project": project_name(settings, dataset), "provider": "local",
             "registry": registry, "online_store": online,
-            "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3}
+            "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3,
+            # the online store keeps one row per entity: let DuckDB pick it, not pandas
+            "materialization": {"pull_latest_features": True}}
 
 
 def write_yaml(settings: Settings, dataset: str) -> Path:
