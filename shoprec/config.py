@@ -59,6 +59,9 @@ class FeastSettings(BaseModel):
     online_store: str = "sqlite"  # sqlite | redis
     redis_connection: str = "127.0.0.1:6379"  # Feast's connection_string (host:port[,opts])
     project: str | None = None  # default: shoprec_<dataset>, other characters hex-escaped
+    engine: Literal["shoprec", "local"] = Field("shoprec", description=(
+        "Materialization engine: Feast's local engine with Shoprec's faster conversion and "
+        "SQLite writes (features/engine.py, the same online bytes), or Feast's own `local`."))
     sequence_length: int = 20  # interactions kept in a user's sequence: dbt's daily one (passed
     # to dbt as SHOPREC_SEQUENCE_LENGTH) and the live one extended by pushes
     repeat_max_items: int = Field(200, ge=1, description=(

@@ -12,6 +12,7 @@ from pathlib import Path
 from shoprec import atomic
 from shoprec.config import Settings, get_settings
 
+ENGINE = "shoprec.features.engine.ShoprecEngine"  # imported by Feast only when it materializes
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 
 # Known, understood noise: the push-fed StreamFeatureView is labelled alpha by Feast, and ibis
@@ -61,7 +62,8 @@ def config_dict(settings: Settings, dataset: str) -> dict:
             "registry": registry, "online_store": online,
             "offline_store": {"type": "duckdb"}, "entity_key_serialization_version": 3,
             # the online store keeps one row per entity: let DuckDB pick it, not pandas
-            "materialization": {"pull_latest_features": True}}
+            "materialization": {"pull_latest_features": True},
+            "batch_engine": {"type": ENGINE} if settings.feast.engine == "shoprec" else "local"}
 
 
 def write_yaml(settings: Settings, dataset: str) -> Path:

@@ -1,0 +1,178 @@
+"""Feast's local materialization engine with a faster last step: the same plan (DuckDB pulls the
+latest row per entity, Feast's dedup), the same online rows, byte for byte, written faster.
+
+Profiled at 10M events (SQLite, 1.08M entity rows, 9.2M feature values), Feast's own last step
+spent 67 s turning Arrow columns into ValueProtos one Python value at a time (pandas' isna and
+list sanitising per value) and 119 s writing SQLite with one statement per feature value. Here
+the columns of the types Shoprec's views use are converted column by column, and SQLite gets
+the same upsert as Feast's (`sqlite.py`) through `executemany` in one transaction. Any other
+type, and any other store (Redis), goes through Feast's own code. `feature_store.yaml` names
+this engine, so the `feast` CLI materializes the same way."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pyarrow as pa
+from feast.infra.common.materialization_job import (
+    MaterializationJobStatus,
+    MaterializationTask,
+)
+from feast.infra.compute_engines.local.compute import LocalComputeEngine
+from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
+from feast.infra.compute_engines.local.job import LocalMaterializationJob
+from feast.infra.compute_engines.local.nodes import LocalOutputNode
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.protos.feast.types.Value_pb2 import Int64List, StringList
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import FeastConfigBaseModel
+from feast.value_type import ValueType
+
+ENGINE = "shoprec.features.engine.ShoprecEngine"  # = store.ENGINE
+# Feast's casts (type_map.PYTHON_SCALAR_VALUE_TYPE_TO_PROTO_VALUE): an integer feature read
+# from a DOUBLE column is int() of it
+_SCALARS = {ValueType.INT64: ("int64_val", int), ValueType.DOUBLE: ("double_val", float),
+            ValueType.STRING: ("string_val", str)}
+_LISTS = {ValueType.INT64_LIST: ("int64_list_val", Int64List),
+          ValueType.STRING_LIST: ("string_list_val", StringList)}
+
+
+class ShoprecEngineConfig(FeastConfigBaseModel):
+    """feature_store.yaml's `batch_engine: {type: shoprec.features.engine.ShoprecEngine}`."""
+
+    type: Literal["shoprec.features.engine.ShoprecEngine"] = ENGINE
+    backend: str | None = None
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def column_protos(array: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[ValueProto]:
+    """One column as Feast's ValueProtos, equal to what `feast.type_map` makes of it (a test
+    compares them on every view): a missing value is an empty Value."""
+    values = array.to_pylist()
+    if value_type in _SCALARS:
+        field, cast = _SCALARS[value_type]
+        return [ValueProto() if _missing(v) else ValueProto(**{field: cast(v)}) for v in values]
+    if value_type in _LISTS:
+        from feast.type_map import _LIST_NONE_DEFAULTS
+
+        field, kind = _LISTS[value_type]
+        default = _LIST_NONE_DEFAULTS.get(value_type)
+        return [ValueProto() if v is None else ValueProto(**{field: kind(val=(
+            v if default is None or None not in v else
+            [default if e is None else e for e in v]))}) for v in values]
+    from feast.type_map import python_values_to_proto_values
+
+    return python_values_to_proto_values(values, value_type)
+
+
+def convertible(value_type: ValueType) -> bool:
+    return value_type in _SCALARS or value_type in _LISTS
+
+
+def arrow_to_rows(table: pa.Table, view, join_keys: dict[str, ValueType]) -> list[tuple]:
+    """`feast.utils._convert_arrow_to_proto` for a plain feature view: (entity key, {feature:
+    Value}, event time, created time) per row."""
+    import pandas as pd
+    from feast.utils import _build_entity_keys, _coerce_datetime
+
+    columns = [(f.name, f.dtype.to_value_type()) for f in view.features] + list(join_keys.items())
+    protos = {name: column_protos(table.column(name), vt) for name, vt in columns}
+    keys = _build_entity_keys(table.num_rows, join_keys, protos)
+    names = [f.name for f in view.features]
+    features = [dict(zip(names, row, strict=True))
+                for row in zip(*(protos[n] for n in names), strict=True)]
+
+    def times(column: str | None) -> list:
+        if not column:
+            return [None] * table.num_rows
+        return [_coerce_datetime(v) for v in
+                pd.to_datetime(table.column(column).to_numpy(zero_copy_only=False))]
+
+    source = view.batch_source
+    return list(zip(keys, features, times(source.timestamp_field),
+                    times(source.created_timestamp_column), strict=True))
+
+
+def sqlite_write(online_store, config, view, rows: list[tuple]) -> bool:
+    """Feast's SQLite upsert, row for row, through one `executemany`. False (nothing written)
+    where Feast's writer would add columns this one does not (value_num, vectors)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+    from feast.utils import to_naive_utc
+
+    if getattr(config.online_store, "enable_openai_compatible_store", False) or \
+            config.online_store.vector_enabled:
+        return False
+    table = _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    sql = (f"INSERT INTO {_quote_id(table)} (entity_key, feature_name, value, value_text, "
+           "event_ts, created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, "
+           "feature_name) DO UPDATE SET value = excluded.value, value_text = "
+           "excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;")
+    version = config.entity_key_serialization_version
+
+    def values():
+        for key, features, ts, created in rows:
+            key_bin = serialize_entity_key(key, entity_key_serialization_version=version)
+            ts = to_naive_utc(ts)
+            created = created and to_naive_utc(created)
+            for name, val in features.items():
+                yield (key_bin, name, val.SerializeToString(),
+                       extract_text_and_num(val, False)[0], ts, created)
+
+    conn = online_store._get_conn(config)
+    with conn:
+        conn.executemany(sql, values())
+    return True
+
+
+class FastOutputNode(LocalOutputNode):
+    def execute(self, context):
+        from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+        view = self.feature_view
+        types = [f.dtype.to_value_type() for f in view.features]
+        table = self.get_single_table(context).data
+        if not view.online or table.num_rows == 0 or not all(map(convertible, types)) \
+                or context.repo_config.materialization_config.online_write_batch_size:
+            return super().execute(context)
+        output = ArrowTableValue(data=table)
+        context.node_outputs[self.name] = output
+        join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+        rows = arrow_to_rows(table, view, join_keys)
+        store = context.online_store
+        if not (isinstance(store, SqliteOnlineStore)
+                and sqlite_write(store, context.repo_config, view, rows)):
+            store.online_write_batch(config=context.repo_config, table=view, data=rows,
+                                     progress=lambda _: None)
+        if view.offline:
+            context.offline_store.offline_write_batch(
+                config=context.repo_config, feature_view=view, table=table,
+                progress=lambda _: None)
+        return output
+
+
+class _Builder(LocalFeatureBuilder):
+    def build_output_nodes(self, view, input_node):
+        node = FastOutputNode("output", self.dag_root.view, inputs=[input_node])
+        self.nodes.append(node)
+        return node
+
+
+class ShoprecEngine(LocalComputeEngine):
+    """LocalComputeEngine whose plans end in `FastOutputNode`."""
+
+    def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs):
+        job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
+        try:
+            context = self.get_execution_context(registry, task)
+            _Builder(registry, task, backend=self._get_backend(context)).build().execute(context)
+        except Exception as e:  # noqa: BLE001 - reported as Feast's engine reports it
+            return LocalMaterializationJob(job_id=job_id,
+                                           status=MaterializationJobStatus.ERROR, error=e)
+        return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
