@@ -462,3 +462,22 @@ def test_session_protocol_trains_and_evaluates_the_model_and_the_baselines(built
     assert metrics["model/test"]["ndcg@10"] == pytest.approx(r.metrics["model/test"]["ndcg@10"],
                                                              abs=1e-6)
     assert metrics["itemknn/test"] == r.metrics["itemknn/test"]
+
+
+def test_the_time_budget_ends_an_epoch_early_and_keeps_its_checkpoint(built_shop, tmp_path):
+    """At 10M events one epoch outlasts a 10-minute budget: the budget is kept inside the
+    epoch, and what was trained is validated, checkpointed, evaluated and exported."""
+    from training.train import train
+
+    s = Settings(home=built_shop.home, training=TrainingSettings(
+        max_epochs=5, patience=10, dim=16, batch_size=32, max_minutes=1e-9))
+    r = train(s, seed=5, progress=False, baselines=False, run_dir=tmp_path / "run")
+    assert r.epochs == 1 and r.best_epoch == 1
+    ck = torch.load(r.run_dir / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 1
+    assert (r.run_dir / "export").is_dir() and r.metrics["model/test"]["users"] > 50
+    full = train(s.model_copy(update={"training": s.training.model_copy(update={
+        "max_epochs": 1, "max_minutes": None})}), seed=5, progress=False, baselines=False,
+        export=False, run_dir=tmp_path / "full")
+    # one batch stepped on, not the epoch's many
+    assert 0 < r.sequences_per_s * r.train_seconds < full.sequences_per_s * full.train_seconds / 4

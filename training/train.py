@@ -275,6 +275,7 @@ class _Run:
     run_dir: Path
     epochs: int = 0  # epochs trained so far
     train_s: float = 0.0  # seconds in training steps (evaluation excluded): the throughput
+    seen: int = 0  # training windows stepped on (a budget may end an epoch early)
 
     @property
     def cfg(self) -> TrainingSettings:
@@ -310,10 +311,12 @@ class EarlyStopping:
         self.stale += epochs_since_last_eval
         return False
 
+    def over_time(self) -> bool:
+        return (self.max_minutes is not None
+                and time.perf_counter() - self.started > self.max_minutes * 60)
+
     def should_stop(self) -> bool:
-        over_time = (self.max_minutes is not None
-                     and time.perf_counter() - self.started > self.max_minutes * 60)
-        return self.stale >= self.patience or over_time
+        return self.stale >= self.patience or self.over_time()
 
 
 def train(settings: Settings, dataset: str | None = None, *, seed: int | None = None,
@@ -330,7 +333,7 @@ def train(settings: Settings, dataset: str | None = None, *, seed: int | None = 
     stop = EarlyStopping(cfg.patience, cfg.max_minutes)
     bar = tqdm(total=cfg.max_epochs, desc=f"train {dataset}", unit="epoch", disable=not progress)
     for epoch in range(1, cfg.max_epochs + 1):
-        loss = _run_epoch(run)
+        loss = _run_epoch(run, stop.over_time)
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             ndcg = _validate(run)
             if stop.improved(ndcg, epoch, cfg.eval_every):
@@ -373,13 +376,17 @@ def _setup(settings: Settings, dataset: str, seed: int, x: Interactions | None,
     return _Run(settings, dataset, seed, device, x, split, prep, mc, model, opt, gen, run_dir)
 
 
-def _run_epoch(run: _Run) -> float:
-    """One pass over every training window in length-bucketed batches; the mean loss."""
+def _run_epoch(run: _Run, over_time: Callable[[], bool] = lambda: False) -> float:
+    """One pass over every training window in length-bucketed batches; the mean loss. Past the
+    time budget the pass ends early (at 10M events one epoch alone outlasts a 10-minute budget)
+    and is validated and checkpointed like a whole one."""
     cfg, prep, mc, model = run.cfg, run.prep, run.mc, run.model
     model.train()
     t0 = time.perf_counter()
-    total = 0.0
+    total, seen = 0.0, 0
     for idx, width in prep.batches(cfg.batch_size, run.gen):
+        if seen and over_time():
+            break
         neg = (torch.randperm(mc.n_items, generator=run.gen)[:cfg.negatives].add(1).to(run.device)
                if run.sampled_softmax else None)
         cols = slice(mc.max_len - width, None)  # all-padding columns of the batch dropped
@@ -391,11 +398,13 @@ def _run_epoch(run: _Run) -> float:
         loss.backward()
         run.opt.step()
         total += loss.item() * len(idx)
+        seen += len(idx)
     if run.device.type == "cuda":
         torch.cuda.synchronize()  # the epoch's time includes its queued GPU work
     run.train_s += time.perf_counter() - t0
     run.epochs += 1
-    return total / len(prep.inputs)
+    run.seen += seen
+    return total / max(seen, 1)
 
 
 def _validate(run: _Run) -> float:
@@ -437,7 +446,7 @@ def _report(run: _Run, stop: EarlyStopping, *, baselines: bool, export: bool) ->
     if baselines:
         metrics.update(run_baselines(run.x, split, cfg, models=fitted))
         blend_info = _blend(score, fitted, metrics, run)
-    seen = run.epochs * len(run.prep.inputs)
+    seen = run.seen
     result = TrainResult(run.run_dir, run.dataset, cfg.protocol, run.seed, str(run.device),
                          run.epochs, stop.best_epoch, run.train_s, seen / max(run.train_s, 1e-9),
                          metrics, split.window, blend_info)
