@@ -481,3 +481,30 @@ def test_the_time_budget_ends_an_epoch_early_and_keeps_its_checkpoint(built_shop
         export=False, run_dir=tmp_path / "full")
     # one batch stepped on, not the epoch's many
     assert 0 < r.sequences_per_s * r.train_seconds < full.sequences_per_s * full.train_seconds / 4
+
+
+def test_baselines_are_tuned_on_a_sample_and_reported_on_every_validation_user(built_shop):
+    from training.data import load_interactions
+    from training.splits import make_split
+    from training.train import run_baselines, tuning_split
+
+    x = load_interactions(built_shop, "shop")
+    split = make_split(x, "time", test_days=3, valid_days=3, exclude="none")
+    n = len(split.valid)
+    assert tuning_split(split, n) is split
+    tuning = tuning_split(split, n // 3)
+    rows = np.flatnonzero(np.isin(split.valid.users, tuning.valid.users))
+    assert len(tuning.valid) == len(rows) == n // 3
+    # the subset is the same evaluation restricted to those rows (targets, exclusions)
+    for a, b in ((tuning.valid, split.valid.subset(rows)),):
+        for f in ("users", "hist_end", "target_ptr", "target_items", "excluded_ptr",
+                  "excluded_items", "cutoff_us"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    r = rows[len(rows) // 2]
+    got = tuning.valid.target_items[tuning.valid.target_ptr[len(rows) // 2]:
+                                    tuning.valid.target_ptr[len(rows) // 2 + 1]]
+    want = split.valid.target_items[split.valid.target_ptr[r]:split.valid.target_ptr[r + 1]]
+    assert np.array_equal(got, want)
+    cfg = TrainingSettings(tune_users=n // 3)
+    out = run_baselines(x, split, cfg)
+    assert out["tifuknn/valid"]["users"] == out["popularity/valid"]["users"] == n

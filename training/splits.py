@@ -45,10 +45,11 @@ class EvalSet:
     def subset(self, rows: np.ndarray) -> EvalSet:
         """The same evaluation restricted to `rows` (in that order)."""
         def csr(ptr: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            parts = [values[ptr[r]:ptr[r + 1]] for r in rows]
-            lens = np.array([len(p) for p in parts], dtype=np.int64)
-            return (np.r_[0, np.cumsum(lens)].astype(np.int64),
-                    np.concatenate(parts).astype(np.int64) if parts else values[:0])
+            starts = ptr[np.asarray(rows, dtype=np.int64)]
+            lens = ptr[np.asarray(rows, dtype=np.int64) + 1] - starts
+            out = np.r_[0, np.cumsum(lens)].astype(np.int64)
+            take = np.repeat(starts - out[:-1], lens) + np.arange(out[-1])
+            return out, values[take].astype(np.int64)
 
         tp, ti = csr(self.target_ptr, self.target_items)
         ep, ei = csr(self.excluded_ptr, self.excluded_items)

@@ -11,7 +11,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +216,15 @@ def load_checkpoint(path: Path) -> tuple[SeqRec, dict]:
     return model.eval(), ck
 
 
+def tuning_split(split: Split, users: int) -> Split:
+    """`split` with its validation set cut to a sample of `users` rows (in their order, drawn
+    with a fixed seed), or `split` itself when it has no more."""
+    if len(split.valid) <= users:
+        return split
+    rows = np.sort(np.random.default_rng(0).choice(len(split.valid), users, replace=False))
+    return replace(split, valid=split.valid.subset(rows))
+
+
 def run_baselines(x: Interactions, split: Split, cfg: TrainingSettings,
                   seconds: dict[str, float] | None = None,
                   models: dict[str, Callable] | None = None) -> dict[str, dict[str, float]]:
@@ -230,13 +239,14 @@ def run_baselines(x: Interactions, split: Split, cfg: TrainingSettings,
                         cfg.popularity_window_days if split.protocol == "time" else None)
     device = pick_device(cfg.device)
     n, ks = x.catalogue.n_items, tuple(cfg.ks)
+    tuning = tuning_split(split, cfg.tune_users)
     fits: dict[str, Callable[[], Callable | None]] = {
         "popularity": lambda: pop,
-        "itemknn": lambda: bl.fit_itemknn(x, split, cfg.knn_neighbours, ks),
+        "itemknn": lambda: bl.fit_itemknn(x, tuning, cfg.knn_neighbours, ks),
         "personal_history": lambda: bl.PersonalHistory(x, split.train_mask, pop),
         "ptopfreq": lambda: bl.PTopFreq(x, split.train_mask, pop),
-        "tifuknn": lambda: bl.fit_tifuknn(x, split, pop, ks),
-        "ease": lambda: bl.fit_ease(x, split, cfg.ease_max_items, device, ks),
+        "tifuknn": lambda: bl.fit_tifuknn(x, tuning, pop, ks),
+        "ease": lambda: bl.fit_ease(x, tuning, cfg.ease_max_items, device, ks),
     }
     out = {}
     for name, fit in fits.items():
@@ -244,8 +254,9 @@ def run_baselines(x: Interactions, split: Split, cfg: TrainingSettings,
         model = fit()
         if model is None:  # skipped (it says why)
             continue
-        # a tuned baseline was last validated with what it chose: the same figures
-        tuned = getattr(model, "valid_metrics", None)
+        # a baseline tuned on every validation user was last validated with what it chose:
+        # the same figures
+        tuned = getattr(model, "valid_metrics", None) if tuning is split else None
         out[f"{name}/valid"] = tuned or evaluate(model, split.valid, n, ks)
         out[f"{name}/test"] = evaluate(model, split.test, n, ks)
         if seconds is not None:
