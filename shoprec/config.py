@@ -101,6 +101,9 @@ class TrainingSettings(BaseModel):
     ks: tuple[int, ...] = (10, 20)
     ease_max_items: int = 20_000  # the EASE baseline's Gram matrix is items^2 (20k: 1.5 GiB in
     # float32, an inversion of minutes on 2 CPU cores): larger catalogues skip it
+    tifu_max_users: int = Field(100_000, ge=1, description=(
+        "The TIFU-KNN baseline compares every evaluated user with every user: above this many "
+        "users it is skipped (logged), as EASE is above ease_max_items."))
     tune_users: int = Field(5000, ge=1, description=(
         "The baselines' hyper-parameters are chosen on at most this many validation users (a "
         "sample fixed by the seed; all of them when fewer); every model's validation and test "

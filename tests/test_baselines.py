@@ -199,6 +199,10 @@ def test_ease_is_skipped_above_its_catalogue_limit(caplog):
     assert "ease skipped: 24 items > ease_max_items 10" in caplog.text
     metrics = run_baselines(x, split, TrainingSettings(protocol="loo", ease_max_items=10))
     assert "ease/test" not in metrics and "tifuknn/test" in metrics
+    with caplog.at_level(logging.WARNING, logger="training.baselines"):
+        metrics = run_baselines(x, split, TrainingSettings(protocol="loo", tifu_max_users=3))
+    assert f"tifuknn skipped: {x.n_users:,} users > tifu_max_users 3" in caplog.text
+    assert "tifuknn/test" not in metrics and "ease/test" in metrics
 
 
 def test_tuning_reads_no_test_target():

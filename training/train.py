@@ -245,7 +245,7 @@ def run_baselines(x: Interactions, split: Split, cfg: TrainingSettings,
         "itemknn": lambda: bl.fit_itemknn(x, tuning, cfg.knn_neighbours, ks),
         "personal_history": lambda: bl.PersonalHistory(x, split.train_mask, pop),
         "ptopfreq": lambda: bl.PTopFreq(x, split.train_mask, pop),
-        "tifuknn": lambda: bl.fit_tifuknn(x, tuning, pop, ks),
+        "tifuknn": lambda: bl.fit_tifuknn(x, tuning, pop, ks, cfg.tifu_max_users),
         "ease": lambda: bl.fit_ease(x, tuning, cfg.ease_max_items, device, ks),
     }
     out = {}
