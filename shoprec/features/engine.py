@@ -70,10 +70,6 @@ def column_protos(array: pa.Array | pa.ChunkedArray, value_type: ValueType) -> l
     return python_values_to_proto_values(values, value_type)
 
 
-def convertible(value_type: ValueType) -> bool:
-    return value_type in _SCALARS or value_type in _LISTS
-
-
 def arrow_to_rows(table: pa.Table, view, join_keys: dict[str, ValueType]) -> list[tuple]:
     """`feast.utils._convert_arrow_to_proto` for a plain feature view: (entity key, {feature:
     Value}, event time, created time) per row."""
@@ -186,9 +182,8 @@ class FastOutputNode(LocalOutputNode):
         from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
         view = self.feature_view
-        types = [f.dtype.to_value_type() for f in view.features]
         table = self.get_single_table(context).data
-        if not view.online or table.num_rows == 0 or not all(map(convertible, types)) \
+        if not view.online or table.num_rows == 0 \
                 or context.repo_config.materialization_config.online_write_batch_size:
             return super().execute(context)
         output = ArrowTableValue(data=table)
