@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from training.arrays import unique
 from training.data import Interactions
 from training.metrics import evaluate
 from training.splits import DAY_US, EvalSet, Split
@@ -340,7 +341,7 @@ class PTopFreq:
         # one count per (batch row, session, item): rank the sessions within each batch row
         first = np.r_[True, (r[1:] != r[:-1]) | (x.session[pos][1:] != x.session[pos][:-1])]
         ordinal = np.cumsum(first) - 1  # sessions are consecutive rows of a history
-        key = np.unique(ordinal * n + x.item[pos])
+        key = unique(ordinal * n + x.item[pos])
         sess_row = r[first]
         freq = _csr(sess_row[key // n], key % n, None, (len(rows), n))
         pop = self.pop(es, rows)

@@ -189,74 +189,102 @@ def warehouse_snapshot(settings: Settings, dataset: str) -> Path:
 TIE_COLUMNS = ("delivery_position", "event_seq")  # of marts.fct_events: contract.TIE_ORDER
 
 
-def _tie_order_sql(con) -> str:
-    """ORDER BY of fct_events rows: user, time, then contract.TIE_ORDER. A warehouse built before
-    the tie columns existed reads them as NULL (md5(event_id) decides) until `transform`."""
+def _tie_columns(con) -> list[str]:
+    """contract.TIE_ORDER's columns that fct_events has: a warehouse built before they existed
+    reads as NULL there (md5(event_id) decides) until `transform`."""
     have = {r[0] for r in con.execute(
         "select column_name from information_schema.columns "
         "where table_schema = 'marts' and table_name = 'fct_events'").fetchall()}
-    ties = ", ".join(f"{c} nulls last" for c in TIE_COLUMNS if c in have)
-    return f"user_id, event_timestamp, {ties + ', ' if ties else ''}md5(event_id)"
+    return [c for c in TIE_COLUMNS if c in have]
 
 
 def load_interactions(settings: Settings, dataset: str | None = None,
                       tie_seed: int | None = None) -> Interactions:
     """Every event of the dataset from the warehouse, encoded and collapsed. `tie_seed`: events
     of one user at one timestamp in a random order (seeded) instead of contract.TIE_ORDER: the
-    metrics must not change beyond noise (order within one timestamp is not information)."""
+    metrics must not change beyond noise (order within one timestamp is not information).
+
+    DuckDB encodes the ids (users, items, event types, sessions) and sorts; only integer columns
+    reach Python, so 10M events cost their int64 arrays, not 10M Python strings. Users are
+    numbered in id order (DuckDB compares VARCHAR as UTF-8 bytes, which is code point order)."""
     import duckdb
 
     dataset = dataset or settings.dataset
     path = warehouse_snapshot(settings, dataset)
-    with duckdb.connect(str(path), read_only=True) as con:
+    limit = {"memory_limit": f"{settings.training.duckdb_memory_mb}MB"}
+    with duckdb.connect(str(path), read_only=True, config=limit) as con:
         items = con.execute(
             "select item_id, coalesce(category, '') as category, coalesce(brand, '') as brand, "
             "cast(price as double) as price, coalesce(title, '') as title "
             "from marts.dim_items order by item_id").fetchnumpy()
-        ev = con.execute(
-            "select user_id, item_id, event_type, epoch_us(event_timestamp) as ts, session_id "
-            f"from marts.fct_events order by {_tie_order_sql(con)}").fetchnumpy()
-    if len(ev["ts"]) == 0:
+        ties = _tie_columns(con)
+        con.execute(_EVENTS_SQL.format(
+            ties="".join(f"e.{c}, " for c in ties),
+            order="".join(f"{c} nulls last, " for c in ties)), [list(EVENT_TYPES)])
+        ev = con.fetchnumpy()
+        user_ids = con.execute("select user_id from ev_users order by user_id").fetchnumpy()
+    n = len(ev["ts"])
+    if n == 0:
         raise TrainingDataError(f"{path}: marts.fct_events is empty")
-    ids = np.asarray(items["item_id"], dtype=object)
-    cat, categories = _vocab(np.asarray(items["category"], dtype=object))
-    brand, brands = _vocab(np.asarray(items["brand"], dtype=object))
-    price = np.ma.filled(np.ma.asarray(items["price"], dtype=np.float64), np.nan)
-    pb, edges = price_buckets(price)
-    catalogue = Catalogue(
-        item_ids=np.r_[np.array([""], dtype=object), ids],
-        category=np.r_[0, cat], brand=np.r_[0, brand], price_bucket=np.r_[0, pb],
-        categories=categories, brands=brands, price_edges=edges, price=np.r_[np.nan, price],
-        titles=np.r_[np.array([""], dtype=object), np.asarray(items["title"], dtype=object)])
-
-    item_index = catalogue.index()
-    item = np.fromiter((item_index.get(i, 0) for i in ev["item_id"]), dtype=np.int64,
-                       count=len(ev["item_id"]))
-    if (item == 0).any():  # validation keeps unknown items under a tolerance: skip those rows
-        keep = item != 0
-        ev = {k: v[keep] for k, v in ev.items()}
-        item = item[keep]
-    user_ids, user = np.unique(np.asarray(ev["user_id"], dtype=object), return_inverse=True)
-    etype_index = {t: i + 1 for i, t in enumerate(EVENT_TYPES)}
-    etype = np.fromiter((etype_index[t] for t in ev["event_type"]), dtype=np.int64,
-                        count=len(item))
+    if (ev["etype"] == 0).any():
+        raise TrainingDataError(f"{path}: marts.fct_events holds {int((ev['etype'] == 0).sum())}"
+                                f" events of a type outside {', '.join(EVENT_TYPES)}")
+    user = np.asarray(ev["user"], dtype=np.int64)
     ts = np.asarray(ev["ts"], dtype=np.int64)
-    # np.unique re-indexed users: sort by (user, time), ties in the warehouse's order (the
-    # query's row order) or, with tie_seed, shuffled
-    tie = np.arange(len(ts)) if tie_seed is None else \
-        np.random.default_rng(tie_seed).permutation(len(ts))
-    order = np.lexsort((tie, ts, user))
-    user, ts = user[order].astype(np.int64), ts[order]
-    known = _session_codes(ev["session_id"])[order]
+    known = np.asarray(ev["session"], dtype=np.int64)
+    if tie_seed is not None:  # rows are in the warehouse's order; shuffle within a timestamp
+        tie = np.random.default_rng(tie_seed).permutation(n)
+        order = np.lexsort((tie, ts, user))
+        user, ts, known = user[order], ts[order], known[order]
+    else:
+        order = slice(None)
     gap = settings.session_gap_minutes
     session = session_index(user, ts, gap, known)
     derived = int((known < 0).sum())
     extra = {"session_gap_minutes": gap,
              "sessions_from": "session_id" if derived == 0 else
-             "derived" if derived == len(known) else f"session_id, {derived} rows derived"}
-    raw = Interactions(user, item[order], etype[order], ts, user_ids, catalogue, dataset,
-                       str(path), extra, session)
+             "derived" if derived == n else f"session_id, {derived} rows derived"}
+    raw = Interactions(user, np.asarray(ev["item"], dtype=np.int64)[order],
+                       np.asarray(ev["etype"], dtype=np.int64)[order], ts,
+                       np.asarray(user_ids["user_id"], dtype=object), _catalogue(items),
+                       dataset, str(path), extra, session)
     return collapse_runs(raw)
+
+
+# Events whose item is in the catalogue (validation keeps unknown items under a tolerance: those
+# rows are skipped), encoded: user = rank of user_id, item = rank of item_id in dim_items (1..n),
+# etype = 1-based position in EVENT_TYPES (0 = unknown), session = a code of (user, session_id),
+# -1 where the log has none; in (user, time, contract.TIE_ORDER) order. The temp table ev_users
+# holds the user ids (in rank order once sorted).
+_EVENTS_SQL = """
+create temp table ev as
+select e.user_id, i.item, e.event_type, e.event_timestamp, e.session_id, {ties}e.event_id
+from marts.fct_events e
+join (select item_id, row_number() over (order by item_id) as item from marts.dim_items) i
+  using (item_id);
+create temp table ev_users as select distinct user_id from ev;
+select cast(dense_rank() over (order by user_id) - 1 as bigint) as user,
+       cast(item as bigint) as item,
+       cast(coalesce(list_position($1, event_type), 0) as bigint) as etype,
+       epoch_us(event_timestamp) as ts,
+       cast(case when session_id is null then -1
+                 else dense_rank() over (order by user_id, session_id) end as bigint) as session
+from ev order by user_id, event_timestamp, {order}md5(event_id)
+"""
+
+
+def _catalogue(items: dict) -> Catalogue:
+    """dim_items (in item_id order) as the catalogue: item index i = row i - 1."""
+    ids = np.asarray(items["item_id"], dtype=object)
+    cat, categories = _vocab(np.asarray(items["category"], dtype=object))
+    brand, brands = _vocab(np.asarray(items["brand"], dtype=object))
+    price = np.ma.filled(np.ma.asarray(items["price"], dtype=np.float64), np.nan)
+    pb, edges = price_buckets(price)
+    return Catalogue(
+        item_ids=np.r_[np.array([""], dtype=object), ids],
+        category=np.r_[0, cat], brand=np.r_[0, brand], price_bucket=np.r_[0, pb],
+        categories=categories, brands=brands, price_edges=edges, price=np.r_[np.nan, price],
+        titles=np.r_[np.array([""], dtype=object), np.asarray(items["title"], dtype=object)])
 
 
 def collapse_runs(x: Interactions) -> Interactions:

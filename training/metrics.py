@@ -13,19 +13,17 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from training.arrays import ranges
 from training.splits import EvalSet
 
 Tensor = torch.Tensor
 ScoreFn = Callable[[EvalSet, np.ndarray], torch.Tensor]  # rows -> scores [B, n_items + 1]
 
 
-def _csr_rows(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
-    starts, stops = ptr[rows], ptr[rows + 1]
-    lens = stops - starts
-    r = np.repeat(np.arange(len(rows)), lens)
-    offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-    return torch.from_numpy(r), torch.from_numpy(values[np.repeat(starts, lens) + offs])
-
+def csr_rows(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+    """(position in `rows`, value) of every value of those CSR rows."""
+    owner, take = ranges(ptr[rows], ptr[rows + 1])
+    return torch.from_numpy(owner), torch.from_numpy(values[take])
 
 
 @torch.no_grad()
@@ -40,11 +38,11 @@ def evaluate(score: ScoreFn, es: EvalSet, n_items: int, ks: tuple[int, ...] = (1
         rows = np.arange(lo, min(lo + batch_size, len(es)))
         s = score(es, rows).float().cpu().clone()
         s[:, 0] = float("-inf")
-        er, ec = _csr_rows(es.excluded_ptr, es.excluded_items, rows)
+        er, ec = csr_rows(es.excluded_ptr, es.excluded_items, rows)
         s[er, ec] = float("-inf")
         top = s.topk(kmax, dim=1).indices
         target = torch.zeros(len(rows), n_items + 1, dtype=torch.bool)
-        tr, tc = _csr_rows(es.target_ptr, es.target_items, rows)
+        tr, tc = csr_rows(es.target_ptr, es.target_items, rows)
         target[tr, tc] = True
         n_t = torch.from_numpy(np.diff(es.target_ptr)[rows]).double()
         hits = target.gather(1, top).double()

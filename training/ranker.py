@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from training.data import Interactions
-from training.metrics import evaluate
+from training.metrics import csr_rows, evaluate
 from training.repeat import MAX_ITEMS, RepeatStats, repeat_stats
 from training.splits import DAY_US, EvalSet
 
@@ -251,9 +251,9 @@ class Blend:
 def _targets(es: EvalSet, rows: np.ndarray, n: int) -> torch.Tensor:
     """Row-normalised target matrix [rows, n]: each of a row's targets weighs 1 / their count."""
     t = torch.zeros(len(rows), n)
-    for j, r in enumerate(rows):
-        items = es.target_items[es.target_ptr[r]:es.target_ptr[r + 1]]
-        t[j, torch.from_numpy(items.astype(np.int64))] = 1.0 / max(len(items), 1)
+    r, items = csr_rows(es.target_ptr, es.target_items, rows)
+    counts = torch.from_numpy(np.diff(es.target_ptr)[rows]).double()
+    t[r, items] = (1.0 / counts[r].clamp(min=1)).float()
     return t
 
 
@@ -261,8 +261,7 @@ def _mask(es: EvalSet, rows: np.ndarray, n: int) -> torch.Tensor:
     """True where an item cannot be recommended to a row (padding, the split's exclusions)."""
     m = torch.zeros(len(rows), n, dtype=torch.bool)
     m[:, 0] = True
-    for j, r in enumerate(rows):
-        m[j, torch.from_numpy(es.excluded_items[es.excluded_ptr[r]:es.excluded_ptr[r + 1]])] = True
+    m[csr_rows(es.excluded_ptr, es.excluded_items, rows)] = True
     return m
 
 

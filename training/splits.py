@@ -16,6 +16,7 @@ from typing import get_args
 import numpy as np
 
 from shoprec.config import TrainingSettings
+from training.arrays import ranges, unique
 from training.data import Interactions, TrainingDataError
 
 DAY_US = 86_400 * 1_000_000
@@ -44,12 +45,12 @@ class EvalSet:
 
     def subset(self, rows: np.ndarray) -> EvalSet:
         """The same evaluation restricted to `rows` (in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+
         def csr(ptr: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            starts = ptr[np.asarray(rows, dtype=np.int64)]
-            lens = ptr[np.asarray(rows, dtype=np.int64) + 1] - starts
-            out = np.r_[0, np.cumsum(lens)].astype(np.int64)
-            take = np.repeat(starts - out[:-1], lens) + np.arange(out[-1])
-            return out, values[take].astype(np.int64)
+            take = ranges(ptr[rows], ptr[rows + 1])[1]
+            lens = ptr[rows + 1] - ptr[rows]
+            return np.r_[0, np.cumsum(lens)].astype(np.int64), values[take].astype(np.int64)
 
         tp, ti = csr(self.target_ptr, self.target_items)
         ep, ei = csr(self.excluded_ptr, self.excluded_items)
@@ -66,54 +67,52 @@ class Split:
     window: dict  # human-readable data window (for the model's metadata)
 
 
-def _excluded(x: Interactions, start: int, end: int, exclude: str) -> np.ndarray:
-    if exclude == "none":
-        return np.empty(0, dtype=np.int64)
-    items, etypes = x.item[start:end], x.etype[start:end]
-    if exclude == "purchased":
-        items = items[etypes == PURCHASE]
-    return np.unique(items)
+def _eval_set(name: str, x: Interactions, users: np.ndarray, hist_end: np.ndarray,
+              stop: np.ndarray, cutoff: np.ndarray, exclude: str,
+              bounds: np.ndarray) -> EvalSet:
+    """Per user (ascending): the history ends at `hist_end`, the targets are the distinct items
+    of rows [hist_end, stop), less the user's `exclude`d items of the history; users left
+    without a target are dropped. (row, item) pairs are packed in one int64 and sorted once."""
+    users = np.asarray(users, dtype=np.int64)
+    width = int(x.item.max(initial=0)) + 1
+    owner, rows = ranges(hist_end, stop)
+    targets = unique(owner * width + x.item[rows])
+    excluded = np.empty(0, dtype=np.int64)
+    if exclude != "none":
+        owner, rows = ranges(bounds[users], hist_end)
+        if exclude == "purchased":
+            bought = x.etype[rows] == PURCHASE
+            owner, rows = owner[bought], rows[bought]
+        excluded = unique(owner * width + x.item[rows])
+        targets = targets[~np.isin(targets, excluded, assume_unique=True)]
+    kept = np.bincount(targets // width, minlength=len(users)) > 0
+    renumber = np.cumsum(kept) - 1
 
+    def csr(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        row = keys // width
+        keys = keys[kept[row]]
+        counts = np.bincount(renumber[keys // width], minlength=int(kept.sum()))
+        return np.r_[0, np.cumsum(counts)].astype(np.int64), (keys % width).astype(np.int64)
 
-def _eval_set(name: str, x: Interactions, rows: list[tuple[int, int, np.ndarray, int]],
-              exclude: str, bounds: np.ndarray) -> EvalSet:
-    """rows: (user, hist_end, candidate targets, cutoff); drops users left without a target."""
-    users, ends, cutoffs, tptr, titems, eptr, eitems = [], [], [], [0], [], [0], []
-    for u, end, targets, cutoff in rows:
-        excl = _excluded(x, bounds[u], end, exclude)
-        targets = np.setdiff1d(np.unique(targets), excl, assume_unique=True)
-        if len(targets) == 0:
-            continue
-        users.append(u)
-        ends.append(end)
-        cutoffs.append(cutoff)
-        titems.append(targets)
-        tptr.append(tptr[-1] + len(targets))
-        eitems.append(excl)
-        eptr.append(eptr[-1] + len(excl))
-    def cat(a: list) -> np.ndarray:
-        return np.concatenate(a).astype(np.int64) if a else np.empty(0, dtype=np.int64)
-
-    return EvalSet(name, np.array(users, dtype=np.int64), np.array(ends, dtype=np.int64),
-                   np.array(tptr, dtype=np.int64), cat(titems), np.array(eptr, dtype=np.int64),
-                   cat(eitems), np.array(cutoffs, dtype=np.int64))
+    tptr, titems = csr(targets)
+    eptr, eitems = csr(excluded)
+    return EvalSet(name, users[kept], np.asarray(hist_end, dtype=np.int64)[kept], tptr, titems,
+                   eptr, eitems, np.asarray(cutoff, dtype=np.int64)[kept])
 
 
 def leave_one_out(x: Interactions, exclude: str = "none") -> Split:
     """Per user in time order: last interaction = test, second to last = valid, rest = train.
     Users with fewer than 3 interactions only train."""
     b = x.user_bounds()
-    n = np.diff(b)
+    users = np.flatnonzero(np.diff(b) >= 3)
+    last = b[users + 1] - 1
     train = np.ones(len(x), dtype=bool)
-    valid_rows, test_rows = [], []
-    for u in np.flatnonzero(n >= 3):
-        last = b[u + 1] - 1
-        train[last - 1:last + 1] = False
-        valid_rows.append((u, last - 1, x.item[last - 1:last], x.ts[last - 2]))
-        test_rows.append((u, last, x.item[last:last + 1], x.ts[last - 1]))
+    train[last] = train[last - 1] = False
     window = {"protocol": "loo", "first_event": _iso(x.ts.min()), "last_event": _iso(x.ts.max())}
-    return Split("loo", train, _eval_set("valid", x, valid_rows, exclude, b),
-                 _eval_set("test", x, test_rows, exclude, b), window)
+    return Split("loo", train,
+                 _eval_set("valid", x, users, last - 1, last, x.ts[last - 2], exclude, b),
+                 _eval_set("test", x, users, last, last + 1, x.ts[last - 1], exclude, b),
+                 window)
 
 
 def time_split(x: Interactions, test_days: int, valid_days: int,
@@ -128,23 +127,21 @@ def time_split(x: Interactions, test_days: int, valid_days: int,
         raise SplitError(f"time split: {valid_days}+{test_days} days leave no training data")
     b = x.user_bounds()
 
-    def period(lo: int, hi: int) -> list:
-        rows = []
-        for u in range(x.n_users):
-            s, e = b[u], b[u + 1]
-            ts = x.ts[s:e]
-            hist_end = s + int(np.searchsorted(ts, lo, side="left"))
-            stop = s + int(np.searchsorted(ts, hi, side="left"))
-            if hist_end > s and stop > hist_end:
-                rows.append((u, hist_end, x.item[hist_end:stop], lo))
-        return rows
+    def before(t: int) -> np.ndarray:
+        """Per user, the row where their rows at or after `t` begin (rows are in time order)."""
+        return b[:-1] + np.bincount(x.user[x.ts < t], minlength=x.n_users)
+
+    def period(name: str, lo: int, hi: int) -> EvalSet:
+        hist_end, stop = before(lo), before(hi)
+        users = np.flatnonzero((hist_end > b[:-1]) & (stop > hist_end))
+        return _eval_set(name, x, users, hist_end[users], stop[users],
+                         np.full(len(users), lo, dtype=np.int64), exclude, b)
 
     t_end = end_day * DAY_US
     window = {"protocol": "time", "train": [_iso(x.ts.min()), _iso(t_valid)],
               "valid": [_iso(t_valid), _iso(t_test)], "test": [_iso(t_test), _iso(t_end)]}
-    return Split("time", x.ts < t_valid,
-                 _eval_set("valid", x, period(t_valid, t_test), exclude, b),
-                 _eval_set("test", x, period(t_test, t_end), exclude, b), window)
+    return Split("time", x.ts < t_valid, period("valid", t_valid, t_test),
+                 period("test", t_test, t_end), window)
 
 
 def session_split(x: Interactions, exclude: str = "none") -> Split:
@@ -156,22 +153,19 @@ def session_split(x: Interactions, exclude: str = "none") -> Split:
     starts = np.flatnonzero(x.session_starts())  # first row of every session, in row order
     n_sessions = np.bincount(x.user[starts], minlength=x.n_users)
     last = np.searchsorted(starts, b[1:]) - 1  # per user: index into starts of its last session
-    train = np.ones(len(x), dtype=bool)
-    valid_rows, test_rows = [], []
-    for u in np.flatnonzero(n_sessions >= 3):
-        v0, t0, end = int(starts[last[u] - 1]), int(starts[last[u]]), int(b[u + 1])
-        train[v0:end] = False
-        valid_rows.append((u, v0, x.item[v0:t0], x.ts[v0]))
-        test_rows.append((u, t0, x.item[t0:end], x.ts[t0]))
+    users = np.flatnonzero(n_sessions >= 3)
     gap = x.extra.get("session_gap_minutes")
-    if not test_rows:
+    if len(users) == 0:
         raise SplitError(f"session split: no user has 3 sessions ({len(starts)} sessions of "
                          f"{x.n_users} users, gap {gap} minutes where the log has no session_id)")
+    v0, t0, end = starts[last[users] - 1], starts[last[users]], b[users + 1]
+    train = np.ones(len(x), dtype=bool)
+    train[ranges(v0, end)[1]] = False
     window = {"protocol": "session", "session_gap_minutes": gap,
               "sessions_from": x.extra.get("sessions_from", "derived"),
               "first_event": _iso(x.ts.min()), "last_event": _iso(x.ts.max())}
-    return Split("session", train, _eval_set("valid", x, valid_rows, exclude, b),
-                 _eval_set("test", x, test_rows, exclude, b), window)
+    return Split("session", train, _eval_set("valid", x, users, v0, t0, x.ts[v0], exclude, b),
+                 _eval_set("test", x, users, t0, end, x.ts[t0], exclude, b), window)
 
 
 def make_split(x: Interactions, protocol: str, *, test_days: int = 3, valid_days: int = 3,

@@ -44,15 +44,13 @@ def training_windows(x: Interactions, train_mask: np.ndarray, max_len: int) -> W
     (consecutive windows share one row, so every next-item target is predicted exactly once)."""
     tr = x.select(train_mask)
     b = tr.user_bounds()
-    starts, ends = [], []
-    for u in range(tr.n_users):
-        s, e = int(b[u]), int(b[u + 1])
-        while e - s >= 2:
-            starts.append(s)
-            ends.append(e)
-            e -= max_len
-    w = windows(tr, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
-                max_len + 1, tr.gap_buckets())
+    n = np.diff(b)
+    count = np.where(n >= 2, (n - 2) // max_len + 1, 0)  # windows per user: ends e, e - L, ...
+    owner = np.repeat(np.arange(tr.n_users), count)
+    step = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    starts, ends = b[:-1][owner], b[1:][owner] - step * max_len
+    w = windows(tr, starts.astype(np.int64), ends.astype(np.int64), max_len + 1,
+                tr.gap_buckets())
     # map rows of the training subset back to rows of x (user features are looked up by row)
     orig = np.flatnonzero(train_mask)
     w.rows = torch.where(w.rows >= 0, torch.from_numpy(orig)[w.rows.clamp(min=0)], -1)

@@ -84,17 +84,26 @@ def target_bounds(x: Interactions, train_mask: np.ndarray, horizon_us: int) -> n
     only the very next click."""
     b = x.user_bounds()
     hi = np.arange(len(x)) + 1  # span 0: no target
-    for u in range(x.n_users):
-        s, e = int(b[u]), int(b[u + 1])
-        n_train = int(train_mask[s:e].sum())
-        if not train_mask[s:s + n_train].all():
-            raise ValueError("training rows must be a prefix of every user's rows")
-        e = s + n_train
-        if e - s < 2:
-            continue
-        ts = x.ts[s:e]
-        upto = s + np.searchsorted(ts, ts + horizon_us, side="right")
-        hi[s:e] = np.minimum(np.maximum(upto, np.arange(s, e) + 2), e)
+    n_train = np.bincount(x.user[train_mask], minlength=x.n_users)
+    if not np.array_equal(train_mask, hi - 1 - b[:-1][x.user] < n_train[x.user]):
+        raise ValueError("training rows must be a prefix of every user's rows")
+    rows = np.flatnonzero(train_mask & (n_train[x.user] >= 2))
+    if len(rows) == 0:
+        return hi
+    user, ts = x.user[rows], x.ts[rows]
+    # (user, time) packed in one int64, sorted as the rows are: one searchsorted of sorted
+    # queries finds every row's bound; users in chunks small enough that the key cannot overflow
+    width = int(ts.max() - ts.min()) + horizon_us + 1
+    per_chunk = max(1, (1 << 62) // width)
+    upto = np.empty_like(rows)
+    cut = np.searchsorted(user, np.arange(0, x.n_users + per_chunk, per_chunk))
+    t0 = ts.min()
+    for lo, up in zip(cut[:-1], cut[1:], strict=True):
+        if up > lo:
+            key = (user[lo:up] - user[lo]) * width + (ts[lo:up] - t0)
+            upto[lo:up] = rows[lo + np.searchsorted(key, key + horizon_us, side="right") - 1] + 1
+    end = b[:-1][user] + n_train[user]
+    hi[rows] = np.minimum(np.maximum(upto, rows + 2), end)
     return hi
 
 
