@@ -7,11 +7,3 @@
     {{ alias }}event_timestamp, {{ alias }}delivery_position nulls last,
     {{ alias }}event_seq nulls last, md5({{ alias }}event_id)
 {%- endmacro %}
-
-{# The same order as one comparable value (a struct: compare, min() and max() it), for places
-   where events are compared rather than sorted, e.g. where a session starts and ends. #}
-{% macro event_place(alias='') -%}
-    row(epoch_us({{ alias }}event_timestamp),
-        coalesce({{ alias }}delivery_position, 9223372036854775807),
-        coalesce({{ alias }}event_seq, 9223372036854775807), md5({{ alias }}event_id))
-{%- endmacro %}

@@ -13,7 +13,7 @@ this engine, so the `feast` CLI materializes the same way."""
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 from feast.infra.common.materialization_job import (
@@ -30,7 +30,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel
 from feast.value_type import ValueType
 
-ENGINE = "shoprec.features.engine.ShoprecEngine"  # = store.ENGINE
+from shoprec.features.store import ENGINE
+
 # Feast's casts (type_map.PYTHON_SCALAR_VALUE_TYPE_TO_PROTO_VALUE): an integer feature read
 # from a DOUBLE column is int() of it
 _SCALARS = {ValueType.INT64: ("int64_val", int), ValueType.DOUBLE: ("double_val", float),
@@ -40,9 +41,9 @@ _LISTS = {ValueType.INT64_LIST: ("int64_list_val", Int64List),
 
 
 class ShoprecEngineConfig(FeastConfigBaseModel):
-    """feature_store.yaml's `batch_engine: {type: shoprec.features.engine.ShoprecEngine}`."""
+    """feature_store.yaml's `batch_engine: {type: <ENGINE>}`."""
 
-    type: Literal["shoprec.features.engine.ShoprecEngine"] = ENGINE
+    type: str = ENGINE
     backend: str | None = None
 
 
