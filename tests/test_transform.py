@@ -8,6 +8,7 @@ import threading
 import time
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -111,6 +112,43 @@ def test_a_new_day_rebuilds_only_its_partitions(tmp_path):
     assert len(rewritten) > 50
     assert {r[-1] for r in rewritten} != {old[0][-1]} and len({r[-1] for r in rewritten}) == 1
     assert len({r[-1] for r in new}) == 2
+
+
+INCREMENTAL = (*FEATURES, "int_sessions_aggregated", "int_user_item_interactions_weighted")
+
+
+def _schema(table: str) -> str:
+    return "intermediate" if table.startswith("int_") else "features"
+
+
+@pytest.mark.slow
+def test_increments_build_what_a_full_rebuild_builds(tmp_path):
+    """A batch 40 days after the first, built incrementally, then the same lake rebuilt from
+    scratch: every incremental table holds the same rows. u1 comes back after 40 days, more than
+    the 30 an increment reads: their days_since_prev_active is still 40."""
+    s = Settings(home=tmp_path)
+    start = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
+
+    def deliver(batch: str, rows: list[tuple[str, str, str, str, int]]) -> None:
+        keys = ("event_id", "user_id", "item_id", "event_type", "event_timestamp")
+        table = pa.Table.from_pylist(
+            [dict(zip(keys, (*r[:4], start + dt.timedelta(days=r[4])), strict=True))
+             for r in rows], schema=nullable("events"))
+        write_batch(batch, {"events": table}, zone="validated", settings=s)
+
+    deliver("2026-01-05", [("a1", "u1", "i1", "view", 0), ("a2", "u1", "i2", "purchase", 0),
+                           ("a3", "u2", "i1", "view", 0), ("a4", "u2", "i1", "view", 30)])
+    transform(settings=s)
+    deliver("2026-02-14", [("b1", "u1", "i1", "view", 40), ("b2", "u2", "i2", "view", 39),
+                           ("b3", "u2", "i1", "purchase", 40)])
+    transform(settings=s)
+    audit = ("dbt_invocation_id", "built_at")
+    increment = {t: _table(s, t, _schema(t), exclude=audit) for t in INCREMENTAL}
+    assert _rows(s.analytics_snapshot(), "select user_id, days_since_prev_active from "
+                 "features.feat_user_daily where feature_date = date '2026-02-14' "
+                 "order by 1") == [("u1", 40), ("u2", 1)]
+    transform(settings=s, full_refresh=True)
+    assert {t: _table(s, t, _schema(t), exclude=audit) for t in INCREMENTAL} == increment
 
 
 def test_analyst_connection_never_blocks_or_sees_half_a_build(built):

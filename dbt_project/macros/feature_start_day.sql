@@ -6,9 +6,21 @@
     {%- if is_incremental() -%}
     (select coalesce(min(event_date), date '9999-12-31') - {{ var('feature_lookback_days') }}
      from {{ ref('int_events_enriched') }}
-     where loaded_at > (select coalesce(max(built_at), timestamptz '1900-01-01') from {{ this }}))
+     where {{ loaded_since_last_build() }})
     {%- else -%}
     date '1900-01-01'
+    {%- endif -%}
+{%- endmacro %}
+
+{# Events of int_events_enriched that the incremental model being built has not seen: loaded
+   after its newest row was built (every event when it holds none, or was built as a table
+   without audit columns before it became incremental). #}
+{% macro loaded_since_last_build() -%}
+    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {%- if 'built_at' in columns -%}
+    loaded_at > (select coalesce(max(built_at), timestamptz '1900-01-01') from {{ this }})
+    {%- else -%}
+    true
     {%- endif -%}
 {%- endmacro %}
 

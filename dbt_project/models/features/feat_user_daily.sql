@@ -10,6 +10,15 @@ with events as (
     where event_date >= {{ feature_start_day() }} - 30
 ),
 
+-- each user's last active day before the events read: an incremental run reads 30 days before
+-- its first feature day, and the first active day among them still has an earlier one
+earlier as (
+    select user_id, max(event_date) as prev_day
+    from {{ ref('int_events_enriched') }}
+    where event_date < {{ feature_start_day() }} - 30
+    group by user_id
+),
+
 daily as (
     select
         user_id,
@@ -50,10 +59,12 @@ windowed as (
              as double) as spend_30d,
         cast(round(sum(spend) over w30 / nullif(sum(units) over w30, 0), 4) as double)
             as mean_price_paid_30d,
-        feature_date - lag(feature_date) over (partition by user_id order by feature_date)
+        feature_date - coalesce(lag(feature_date) over (partition by user_id
+                                                        order by feature_date), e.prev_day)
             as days_since_prev_active,
         last_event_at
     from daily
+    left join earlier as e using (user_id)
     window
         w7 as (partition by user_id order by feature_date
                range between interval 6 days preceding and current row),

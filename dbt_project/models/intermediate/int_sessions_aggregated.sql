@@ -1,6 +1,18 @@
 -- One row per session (delivered or derived in staging): its span, funnel counts, revenue and
 -- whether it converted. Revenue sums the purchases with a known price: NULL when the session
--- bought only lines without a price, 0 when it bought nothing.
+-- bought only lines without a price, 0 when it bought nothing. Incremental: a run recomputes
+-- whole the sessions that newly loaded events touch, from all their events.
+{{ config(materialized='incremental', incremental_strategy='delete+insert',
+          unique_key=['session_id', 'session_id_source'], on_schema_change='append_new_columns') }}
+
+with events as (
+    select * from {{ ref('int_events_enriched') }}
+    {% if is_incremental() %}
+    where session_id in (select session_id from {{ ref('int_events_enriched') }}
+                         where {{ loaded_since_last_build() }})
+    {% endif %}
+)
+
 select
     session_id,
     -- grouped with the id: a delivered id equal to a derived one fails the unique test (rows
@@ -18,6 +30,7 @@ select
     count(*) filter (where event_type = 'purchase') as n_purchases,
     {{ purchase_revenue() }} as revenue,
     {{ unpriced_purchases() }} as n_unpriced_purchases,
-    count(*) filter (where event_type = 'purchase') > 0 as converted
-from {{ ref('int_events_enriched') }}
+    count(*) filter (where event_type = 'purchase') > 0 as converted,
+    {{ build_audit_columns() }}
+from events
 group by session_id, coalesce(session_id_source, 'delivered')
