@@ -477,6 +477,27 @@ def _online_rows(s: Settings) -> dict:
     return {k.removesuffix(project.encode()): client.hgetall(k) for k in keys}
 
 
+@pytest.mark.parametrize("values,value_type", [
+    ([0.0, -0.0, None, float("nan"), 1.5, 0.0, -0.0], "DOUBLE"),
+    ([3, None, 3, 0, -7], "INT64"), (["a", None, "", "a"], "STRING"),
+    ([[1, 2], None, [], [1, 2]], "INT64_LIST"), ([["x"], None, ["x", "y"]], "STRING_LIST")])
+def test_column_bytes_are_feasts_serialized_values(values, value_type):
+    """The engine's bytes and value texts per column (made once per distinct scalar) equal what
+    Feast stores for each value, -0.0 after 0.0 included."""
+    import pyarrow as pa
+    from feast.infra.online_stores.helpers import extract_text_and_num
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    from shoprec.features.engine import column_bytes
+
+    vt = ValueType[value_type]
+    protos = python_values_to_proto_values(values, vt)
+    blobs, texts = column_bytes(pa.array(values, from_pandas=False), vt)
+    assert blobs == [p.SerializeToString() for p in protos]
+    assert texts == [extract_text_and_num(p, False)[0] for p in protos]
+
+
 @pytest.mark.parametrize("shop,backend", [("built", "sqlite"), ("byod", "sqlite"),
                                           ("built", "redis")])
 def test_the_engine_writes_what_feasts_own_engine_writes(built_shop, byod_shop, tmp_path, shop,

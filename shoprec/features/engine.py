@@ -13,6 +13,7 @@ this engine, so the `feast` CLI materializes the same way."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -71,11 +72,75 @@ def column_protos(array: pa.Array | pa.ChunkedArray, value_type: ValueType) -> l
     return python_values_to_proto_values(values, value_type)
 
 
+def column_bytes(array: pa.Array | pa.ChunkedArray, value_type: ValueType
+                 ) -> tuple[list[bytes], list[str | None]]:
+    """One column as the online stores keep it: each value's serialized ValueProto and its
+    `value_text` (feast.infra.online_stores.helpers.extract_text_and_num). A scalar's bytes are
+    made once per distinct value: counts and flags repeat over a million rows."""
+    if value_type not in _SCALARS:
+        from feast.infra.online_stores.helpers import extract_text_and_num
+
+        protos = column_protos(array, value_type)
+        return ([p.SerializeToString() for p in protos],
+                [extract_text_and_num(p, False)[0] for p in protos])
+    field, cast = _SCALARS[value_type]
+    made: dict[Any, bytes] = {}
+    blobs, texts = [], []
+    for v in array.to_pylist():
+        if _missing(v):
+            blobs.append(b"")
+            texts.append(None)
+            continue
+        v = cast(v)
+        key = (v, math.copysign(1.0, v)) if value_type == ValueType.DOUBLE else v  # -0.0 != 0.0
+        blob = made.get(key)
+        if blob is None:
+            blob = made[key] = ValueProto(**{field: v}).SerializeToString()
+        blobs.append(blob)
+        texts.append(v if value_type == ValueType.STRING else str(v))
+    return blobs, texts
+
+
+@dataclass
+class Columns:
+    """A view's rows as the online stores write them, column by column: per row its entity key
+    and times, per feature its serialized values and value texts."""
+
+    keys: list  # EntityKeyProto per row
+    times: list  # event time per row
+    created: list  # created time per row (None without a created column)
+    features: dict[str, tuple[list[bytes], list[str | None]]]
+
+
+def view_columns(table: pa.Table, view, join_keys: dict[str, ValueType]) -> Columns:
+    """What `feast.utils._convert_arrow_to_proto` makes of a plain feature view's table, without
+    a ValueProto or a dict per row."""
+    from feast.utils import _build_entity_keys
+
+    key_protos = {name: column_protos(table.column(name), vt) for name, vt in join_keys.items()}
+    source = view.batch_source
+    return Columns(
+        keys=_build_entity_keys(table.num_rows, join_keys, key_protos),
+        times=_times(table, source.timestamp_field),
+        created=_times(table, source.created_timestamp_column),
+        features={f.name: column_bytes(table.column(f.name), f.dtype.to_value_type())
+                  for f in view.features})
+
+
+def _times(table: pa.Table, column: str | None) -> list:
+    import pandas as pd
+    from feast.utils import _coerce_datetime
+
+    if not column:
+        return [None] * table.num_rows
+    return [_coerce_datetime(v) for v in
+            pd.to_datetime(table.column(column).to_numpy(zero_copy_only=False))]
+
+
 def arrow_to_rows(table: pa.Table, view, join_keys: dict[str, ValueType]) -> list[tuple]:
     """`feast.utils._convert_arrow_to_proto` for a plain feature view: (entity key, {feature:
-    Value}, event time, created time) per row."""
-    import pandas as pd
-    from feast.utils import _build_entity_keys, _coerce_datetime
+    Value}, event time, created time) per row (for a store written through Feast's own code)."""
+    from feast.utils import _build_entity_keys
 
     columns = [(f.name, f.dtype.to_value_type()) for f in view.features] + list(join_keys.items())
     protos = {name: column_protos(table.column(name), vt) for name, vt in columns}
@@ -83,23 +148,15 @@ def arrow_to_rows(table: pa.Table, view, join_keys: dict[str, ValueType]) -> lis
     names = [f.name for f in view.features]
     features = [dict(zip(names, row, strict=True))
                 for row in zip(*(protos[n] for n in names), strict=True)]
-
-    def times(column: str | None) -> list:
-        if not column:
-            return [None] * table.num_rows
-        return [_coerce_datetime(v) for v in
-                pd.to_datetime(table.column(column).to_numpy(zero_copy_only=False))]
-
     source = view.batch_source
-    return list(zip(keys, features, times(source.timestamp_field),
-                    times(source.created_timestamp_column), strict=True))
+    return list(zip(keys, features, _times(table, source.timestamp_field),
+                    _times(table, source.created_timestamp_column), strict=True))
 
 
-def sqlite_write(online_store, config, view, rows: list[tuple]) -> bool:
+def sqlite_write(online_store, config, view, cols: Columns) -> bool:
     """Feast's SQLite upsert, row for row, through one `executemany`. False (nothing written)
     where Feast's writer would add columns this one does not (value_num, vectors)."""
     from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.infra.online_stores.helpers import extract_text_and_num
     from feast.infra.online_stores.sqlite import _quote_id, _table_id
     from feast.utils import to_naive_utc
 
@@ -112,15 +169,16 @@ def sqlite_write(online_store, config, view, rows: list[tuple]) -> bool:
            "feature_name) DO UPDATE SET value = excluded.value, value_text = "
            "excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts;")
     version = config.entity_key_serialization_version
+    features = list(cols.features.items())
 
     def values():
-        for key, features, ts, created in rows:
+        for r, (key, ts, created) in enumerate(zip(cols.keys, cols.times, cols.created,
+                                                   strict=True)):
             key_bin = serialize_entity_key(key, entity_key_serialization_version=version)
             ts = to_naive_utc(ts)
             created = created and to_naive_utc(created)
-            for name, val in features.items():
-                yield (key_bin, name, val.SerializeToString(),
-                       extract_text_and_num(val, False)[0], ts, created)
+            for name, (blobs, texts) in features:
+                yield key_bin, name, blobs[r], texts[r], ts, created
 
     conn = online_store._get_conn(config)
     with conn:
@@ -128,7 +186,7 @@ def sqlite_write(online_store, config, view, rows: list[tuple]) -> bool:
     return True
 
 
-def redis_write(online_store, config, view, rows: list[tuple], chunk: int = 20_000) -> None:
+def redis_write(online_store, config, view, cols: Columns, chunk: int = 20_000) -> None:
     """Feast's Redis write (`redis.py`): per entity, the stored event time is read first and a
     row no newer is skipped (a live push may be newer than the batch), else one HSET of the
     view's `_ts:` field and a murmur3-named field per feature. The same keys and bytes, with the
@@ -143,20 +201,20 @@ def redis_write(online_store, config, view, rows: list[tuple], chunk: int = 20_0
     client = online_store._get_client(store_config)
     name = _versioned_fv_name(view, config)
     ts_key = f"_ts:{name}"
-    field_keys = {f.name: _mmh3(f"{name}:{f.name}") for f in view.features}
+    fields = [(_mmh3(f"{name}:{f}"), blobs) for f, (blobs, _) in cols.features.items()]
     version = config.entity_key_serialization_version
     latest: dict[bytes, int] = {}  # newest event time queued so far per key
-    for lo in range(0, len(rows), chunk):
-        part = rows[lo:lo + chunk]
+    for lo in range(0, len(cols.keys), chunk):
+        hi = min(lo + chunk, len(cols.keys))
         keys = [_redis_key(config.project, key, entity_key_serialization_version=version)
-                for key, *_ in part]
+                for key in cols.keys[lo:hi]]
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hmget(key, ts_key)
             stored = [v[0] for v in pipe.execute()]
-            for key, prev, (_, values, when, _) in zip(keys, stored, part, strict=True):
+            for r, key, prev in zip(range(lo, hi), keys, stored, strict=True):
                 ts = Timestamp()
-                ts.FromDatetime(utils.make_tzaware(when))
+                ts.FromDatetime(utils.make_tzaware(cols.times[r]))
                 nanos = ts.seconds * 1_000_000_000 + ts.nanos
                 prev_nanos = 0
                 if prev:
@@ -168,8 +226,8 @@ def redis_write(online_store, config, view, rows: list[tuple], chunk: int = 20_0
                     continue
                 latest[key] = nanos
                 mapping = {ts_key: ts.SerializeToString()}
-                for feature, val in values.items():
-                    mapping[field_keys[feature]] = val.SerializeToString()
+                for field, blobs in fields:
+                    mapping[field] = blobs[r]
                 pipe.hset(key, mapping=mapping)
                 if store_config.key_ttl_seconds:
                     pipe.expire(name=key, time=store_config.key_ttl_seconds)
@@ -190,13 +248,16 @@ class FastOutputNode(LocalOutputNode):
         output = ArrowTableValue(data=table)
         context.node_outputs[self.name] = output
         join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
-        rows = arrow_to_rows(table, view, join_keys)
         store, config = context.online_store, context.repo_config
+        written = False
         if isinstance(store, RedisOnlineStore) and not config.online_store.skip_dedup:
-            redis_write(store, config, view, rows)
-        elif not (isinstance(store, SqliteOnlineStore)
-                  and sqlite_write(store, config, view, rows)):
-            store.online_write_batch(config=config, table=view, data=rows,
+            redis_write(store, config, view, view_columns(table, view, join_keys))
+            written = True
+        elif isinstance(store, SqliteOnlineStore):
+            written = sqlite_write(store, config, view, view_columns(table, view, join_keys))
+        if not written:
+            store.online_write_batch(config=config, table=view,
+                                     data=arrow_to_rows(table, view, join_keys),
                                      progress=lambda _: None)
         if view.offline:
             context.offline_store.offline_write_batch(
