@@ -363,3 +363,35 @@ def test_features_get_before_apply_is_one_line_exit_2(tmp_path):
     line = _one_line(_cli(tmp_path, "features", "get", "u1"), 2)
     assert line == ("error: no feature service 'recommender_v2' in the registry of dataset "
                     "'shop': run `shoprec features apply` (or `features materialize`) first")
+
+
+def test_online_watermarks_read_after_a_writer_was_killed_mid_transaction(tmp_path):
+    """A materialization killed while SQLite was writing leaves a hot journal beside online.db;
+    `features status` and the next materialize read the watermarks through it (SQLite rolls
+    the journal back), instead of failing on a read-only connection."""
+    import sqlite3
+
+    from shoprec.features.watermark import SqliteWatermarks
+
+    db = tmp_path / "online.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (v BLOB)")
+        con.executemany("INSERT INTO t VALUES (?)", [(os.urandom(4096),)] * 2000)
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sqlite3, time
+        con = sqlite3.connect({str(db)!r}, isolation_level=None)
+        con.execute("PRAGMA cache_size = 1")  # spill the change into the file before commit
+        con.execute("BEGIN")
+        con.execute("UPDATE t SET v = zeroblob(4096)")
+        print("writing", flush=True)
+        time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()
+    writer.wait()
+    assert (tmp_path / "online.db-journal").stat().st_size > 0  # hot: the kill left it
+    assert SqliteWatermarks(db, "p").read(["user_daily"]) == {}
+    assert not (tmp_path / "online.db-journal").exists() or \
+        (tmp_path / "online.db-journal").stat().st_size == 0
+    with sqlite3.connect(db) as con:  # rolled back: the killed write left nothing
+        assert con.execute("SELECT count(*) FROM t WHERE v = zeroblob(4096)").fetchone() == (0,)

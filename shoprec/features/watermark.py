@@ -95,8 +95,9 @@ class SqliteWatermarks:
     def read(self, views: Iterable[str]) -> dict[str, Watermark]:
         if not self.path.exists():  # a deleted store: nothing is online (and read creates none)
             return {}
-        uri = f"{self.path.as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+        # not read-only: a materialization killed mid-write leaves a hot journal, which the
+        # next connection must roll back (a read-only one fails with "readonly database")
+        with contextlib.closing(sqlite3.connect(self.path)) as con:
             if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                [TABLE]).fetchone():
                 return {}
