@@ -30,7 +30,7 @@ def result_failures(table: str, result, fetch: Callable[[str], list],
     fails, broken = [], []
     for r in result.results:
         cfg = r.expectation_config
-        errs = _exceptions(r)
+        errs = exception_messages(r)
         if errs:
             broken.append(f"{table}: {cfg.type}({cfg.kwargs.get('column', '')}): {errs[0]}")
             continue
@@ -75,8 +75,9 @@ def result_failures(table: str, result, fetch: Callable[[str], list],
     return fails, broken
 
 
-def _exceptions(r) -> list[str]:
-    # one expectation's exception_info is either a single record or a dict of them
+def exception_messages(r) -> list[str]:
+    """What raised inside GX for one expectation result (its exception_info is either a single
+    record or a dict of them): an error of the check, not a verdict on the data."""
     info = r.exception_info or {}
     if "raised_exception" in info:
         info = {"_": info}

@@ -26,7 +26,7 @@ from shoprec import contract
 from shoprec.config import Settings
 from shoprec.lake import TABLES, content_hash, iter_files, position
 from shoprec.names import sql_literal
-from shoprec.validation.failures import _exceptions
+from shoprec.validation.failures import exception_messages
 from shoprec.validation.judge import Verdict
 from shoprec.validation.suites import _DUCK_TYPE, _TIME_COLUMN, duck_type, sessions_sql
 
@@ -164,7 +164,7 @@ def _screen_kind(gxs, kind: str, batches: list[_Batch], rows: dict) -> set[str]:
     result = gxs.run_suite(f"m_{kind}", suite, RESULT_FORMAT)
     flagged: set[str] = set()
     for r in result.results:
-        if _exceptions(r):
+        if exception_messages(r):
             return {b.path.name for b in batches}
         if not r.success:
             found = [x["batch"] for x in (r.result or {}).get("unexpected_index_list") or []]
