@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from training.arrays import unique
+from training.arrays import ranges, unique
 from training.data import Interactions
 from training.metrics import evaluate
 from training.splits import DAY_US, EvalSet, Split
@@ -58,10 +58,7 @@ def history_rows(x: Interactions, bounds: np.ndarray, es: EvalSet, rows: np.ndar
     starts = bounds[es.users[rows]].astype(np.int64)
     if last is not None:
         starts = np.maximum(starts, ends - last)
-    lens = np.maximum(ends - starts, 0)
-    r = np.repeat(np.arange(len(rows)), lens)
-    pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-    return r, np.repeat(starts, lens) + pos
+    return ranges(starts, np.maximum(ends, starts))
 
 
 def _csr(r: np.ndarray, c: np.ndarray, v: np.ndarray | None, shape: tuple[int, int]

@@ -144,17 +144,6 @@ def session_index(user: np.ndarray, ts: np.ndarray, gap_minutes: float,
     return np.cumsum(start, dtype=np.int64) - 1
 
 
-def _session_codes(values: np.ndarray) -> np.ndarray:
-    """Integer codes of session ids (-1 where there is none)."""
-    import pandas as pd
-
-    null = np.ma.getmaskarray(values)
-    codes, _ = pd.factorize(np.ma.getdata(values).astype(object), use_na_sentinel=True)
-    codes = codes.astype(np.int64)
-    codes[null] = -1
-    return codes
-
-
 def price_buckets(prices: np.ndarray) -> tuple[np.ndarray, list[float]]:
     """Catalogue-quantile buckets 1..PRICE_BUCKETS (0 = unknown price)."""
     known = np.isfinite(prices)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from training.arrays import ranges
 from training.data import Interactions
 
 
@@ -46,8 +47,7 @@ def training_windows(x: Interactions, train_mask: np.ndarray, max_len: int) -> W
     b = tr.user_bounds()
     n = np.diff(b)
     count = np.where(n >= 2, (n - 2) // max_len + 1, 0)  # windows per user: ends e, e - L, ...
-    owner = np.repeat(np.arange(tr.n_users), count)
-    step = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    owner, step = ranges(np.zeros_like(count), count)
     starts, ends = b[:-1][owner], b[1:][owner] - step * max_len
     w = windows(tr, starts.astype(np.int64), ends.astype(np.int64), max_len + 1,
                 tr.gap_buckets())
