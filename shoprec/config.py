@@ -340,6 +340,10 @@ class Settings(BaseSettings):
     def dbt_target(self, dataset: str | None = None) -> Path:
         return self.dbt_state(dataset) / "target"
 
+    def dbt_manifest(self, dataset: str | None = None) -> Path:
+        """dbt's manifest of the last build (the models' configs: unique keys for publishing)."""
+        return self.dbt_target(dataset) / "manifest.json"
+
     def dbt_logs(self, dataset: str | None = None) -> Path:
         return self.dbt_state(dataset) / "logs"
 

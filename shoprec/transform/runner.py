@@ -26,11 +26,13 @@ class TransformReport:
     seconds: float
     timings: list[tuple[str, str, float]] = field(default_factory=list)  # (node, status, s)
     counts: dict[str, int] = field(default_factory=dict)
+    published: str | None = None  # how the analysts' snapshot was published, and how long
 
     def summary(self) -> str:
         c = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
         return (f"{self.dataset}: dbt build {c} in {self.seconds:.1f} s → {self.warehouse}"
-                + (f"; analysts: {self.snapshot}" if self.snapshot else ""))
+                + (f"; analysts: {self.snapshot}" if self.snapshot else "")
+                + (f" ({self.published})" if self.published else ""))
 
 
 @contextlib.contextmanager
@@ -86,7 +88,7 @@ def transform(*, settings: Settings | None = None, dataset: str | None = None,
     build (dbt's increments are keyed by batch and would keep its old rows)."""
     from shoprec.lake import ensure_numbered
     from shoprec.lifecycle import rebuild_done, rebuild_needed
-    from shoprec.transform.publish import publish_snapshot
+    from shoprec.transform.publish import publish as publish_snapshot
 
     s = settings or get_settings()
     dataset = dataset or s.dataset
@@ -104,9 +106,11 @@ def transform(*, settings: Settings | None = None, dataset: str | None = None,
         timings.append((r.node.unique_id, status, float(r.execution_time or 0.0)))
     if rebuild:
         rebuild_done(s, dataset, "dbt")
-    snapshot = publish_snapshot(s, dataset) if publish else None
-    return TransformReport(dataset, s.warehouse(dataset), snapshot,
-                           time.perf_counter() - t0, timings, counts)
+    pub = publish_snapshot(s, dataset, rebuilt=full_refresh and select is None) \
+        if publish else None
+    return TransformReport(dataset, s.warehouse(dataset), pub and pub.link,
+                           time.perf_counter() - t0, timings, counts,
+                           pub and f"{pub.how} in {pub.seconds:.1f} s")
 
 
 def generate_docs(*, settings: Settings | None = None, dataset: str | None = None) -> Path:

@@ -1,0 +1,188 @@
+"""The analysts' snapshot is brought up to date, not copied: what changed is rewritten, what an
+open reader holds is left alone, a failed sync leaves the file as it was, and the result always
+holds exactly what the warehouse holds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shoprec.config import Settings
+from shoprec.simulate import simulate
+from shoprec.transform import snapshot_sync, transform
+from shoprec.transform.publish import KEEP, publish, snapshots
+from shoprec.validation import validate
+
+KEYS = {("main", "pairs"): ["user_id", "item_id"]}
+
+
+def _content(path: Path | str, writable: bool = False) -> dict:
+    """Every table's count and row-hash sum, every view's SQL and every comment. `writable`:
+    the warehouse, which dbt keeps open in this process (a read-only handle would conflict)."""
+    with duckdb.connect(str(path), read_only=not writable) as con:
+        db = con.execute("select current_database()").fetchone()[0]
+        out = {}
+        for (schema, table), _ in snapshot_sync.tables(con, db).items():
+            out[(schema, table)] = con.execute(
+                f'select count(*), sum(hash(t)) from "{schema}"."{table}" t').fetchone()
+        out["views"] = sorted(con.execute(
+            "select schema_name, view_name, sql from duckdb_views() where not internal "
+            "and database_name = ?", [db]).fetchall())
+        out["comments"] = sorted(con.execute(
+            "select schema_name, table_name, comment from duckdb_tables() where comment is not "
+            "null and database_name = ?", [db]).fetchall())
+        return out
+
+
+def _make_warehouse(path: Path) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("create table pairs (user_id varchar, item_id varchar, weight int, "
+                    "last_interaction_at timestamptz, built_at timestamptz)")
+        con.execute("insert into pairs select 'u' || (i % 50), 'i' || (i // 50), i, "
+                    "timestamptz '2026-01-01' + to_days(CAST(i % 9 AS INTEGER)), "
+                    "timestamptz '2026-02-01 10:00' from range(1000) r(i)")
+        con.execute("create table events (event_id varchar, event_date date, n int)")
+        con.execute("insert into events select 'e' || i, date '2026-01-01' + "
+                    "CAST(i % 7 AS INTEGER), CAST(i AS INTEGER) from range(700) r(i)")
+        con.execute("create view busy as select user_id, sum(weight) w from pairs group by 1")
+        con.execute("comment on table events is 'one row per event'")
+
+
+def _sync(snap: Path, warehouse: Path) -> snapshot_sync.SyncReport:
+    with duckdb.connect(str(warehouse)) as con:
+        source = con.execute("select current_database()").fetchone()[0]
+        con.execute(f"attach '{snap}' as s")
+        try:
+            return snapshot_sync.sync(con, "s", source, KEYS)
+        finally:
+            con.execute(f'use "{source}"')
+            con.execute("detach s")
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    """A warehouse and a snapshot published from it (copied once, fingerprinted)."""
+    warehouse, snap = tmp_path / "w.duckdb", tmp_path / "s.duckdb"
+    _make_warehouse(warehouse)
+    snap.write_bytes(warehouse.read_bytes())
+    with duckdb.connect(str(snap)) as con:
+        snapshot_sync.record_all(con, "s", KEYS)
+    return warehouse, snap
+
+
+def test_changed_rows_and_parts_are_rewritten_and_nothing_else(pair):
+    warehouse, snap = pair
+    with duckdb.connect(str(warehouse)) as con:
+        # a delete+insert increment: 3 pairs recomputed (new stamp), one new pair
+        con.execute("delete from pairs where user_id = 'u1' and item_id in ('i0', 'i1', 'i2')")
+        con.execute("insert into pairs values ('u1', 'i0', 7, '2026-01-09', '2026-02-02'), "
+                    "('u1', 'i1', 8, '2026-01-09', '2026-02-02'), "
+                    "('u1', 'i2', 9, '2026-01-09', '2026-02-02'), "
+                    "('u9', 'new', 1, '2026-01-09', '2026-02-02')")
+        con.execute("insert into events values ('x1', date '2026-01-08', 1)")  # a new day
+        con.execute("update events set n = -1 where event_id = 'e3'")  # a changed row
+        con.execute("create or replace view busy as select user_id from pairs")
+    report = _sync(snap, warehouse)
+    assert _content(snap) == _content(warehouse)
+    assert report.replaced == []
+    # pairs: the 4 rows stamped later; events: the new day and the day of e3 (100 rows)
+    assert report.rows == 4 + 1 + 100
+    assert _sync(snap, warehouse).rows == 0  # nothing changed since: nothing rewritten
+
+
+def test_a_row_removed_without_replacement_rewrites_its_table(pair):
+    warehouse, snap = pair
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("delete from pairs where user_id = 'u2' and item_id = 'i0'")
+        con.execute("insert into pairs values ('u3', 'other', 1, '2026-01-02', '2026-02-02')")
+        con.execute("delete from events where event_id = 'e5'")  # only a lower count tells
+    report = _sync(snap, warehouse)
+    assert report.replaced == ["main.pairs"]
+    assert _content(snap) == _content(warehouse)
+
+
+def test_new_dropped_and_reshaped_tables(pair):
+    warehouse, snap = pair
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("alter table events add column extra int")
+        con.execute("create schema marts")
+        con.execute("create table marts.dim as select 1 as id")
+        con.execute("drop view busy")
+        con.execute("drop table pairs")
+    report = _sync(snap, warehouse)
+    assert sorted(report.replaced) == ["main.events", "marts.dim"]
+    assert _content(snap) == _content(warehouse)
+
+
+def test_a_failed_sync_leaves_the_snapshot_as_it_was(pair, monkeypatch):
+    warehouse, snap = pair
+    before = _content(snap)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into events values ('x1', date '2026-01-08', 1)")
+        con.execute("insert into pairs values ('u9', 'new', 1, '2026-01-09', '2026-02-02')")
+    real = snapshot_sync._views
+
+    def fail(*args):  # after every table was rewritten
+        raise duckdb.IOException("disk full")
+
+    monkeypatch.setattr(snapshot_sync, "_views", fail)
+    with pytest.raises(duckdb.IOException):
+        _sync(snap, warehouse)
+    assert _content(snap) == before
+    monkeypatch.setattr(snapshot_sync, "_views", real)
+    _sync(snap, warehouse)
+    assert _content(snap) == _content(warehouse)
+
+
+def _land(s: Settings, days: int) -> None:
+    simulate("tiny", seed=5, days=days, settings=s)
+    assert all(r.ok for r in validate(settings=s, workers=1))
+
+
+def test_each_publish_brings_the_oldest_free_snapshot_up_to_date(tmp_path):
+    """Real dbt builds day by day: after the first publishes the snapshot is synced, never
+    copied, and equals the warehouse; a snapshot an analyst's process holds open is left alone
+    and still reads what it read."""
+    s = Settings(home=tmp_path)
+    hows = []
+    for days in (4, 5, 6):
+        _land(s, days)
+        hows.append(transform(settings=s).published)
+        assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
+    assert hows[0].startswith("copied (first publish)")
+    assert hows[2].startswith("synced ")  # the third brings the first up to date
+    assert len(snapshots(s, "shop")) == 2  # the one published and the one before it
+
+    held = snapshots(s, "shop")[0]  # the next one to sync, held by another process
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], "
+         "read_only=True); n = c.execute('select count(*) from marts.fct_events').fetchone(); "
+         "print(n[0], flush=True); sys.stdin.read(); "
+         "print(c.execute('select count(*) from marts.fct_events').fetchone()[0], flush=True)",
+         str(held)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        seen = holder.stdout.readline().strip()
+        _land(s, 7)
+        transform(settings=s, publish=False)
+        pub = publish(s, "shop")
+        assert pub.how == "copied (no older snapshot free to update)"
+        assert held.exists()
+        assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
+        holder.stdin.close()
+        assert holder.stdout.readline().strip() == seen  # the analyst's snapshot never moved
+    finally:
+        holder.kill()
+        holder.wait()
+    assert os.readlink(s.analytics_snapshot()).endswith(pub.snapshot.name)
+    _land(s, 8)
+    assert transform(settings=s).published.startswith(f"synced {held.name}")  # released
+    assert len(snapshots(s, "shop")) == KEEP
+    assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
+    rebuilt = transform(settings=s, full_refresh=True).published
+    assert rebuilt.startswith("copied (full rebuild)")  # every row is new: a copy is cheaper
+    assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
