@@ -75,6 +75,21 @@ def test_the_ranker_learns_what_the_history_says_where_the_model_does_not() -> N
     assert test["hit@10"] == 1.0 and test["mrr@10"] > 0.9
 
 
+def test_the_ranker_scores_in_chunks_what_it_scores_at_once(monkeypatch) -> None:
+    import training.ranker as ranker
+
+    def row_noise(es: EvalSet, rows: np.ndarray) -> torch.Tensor:  # each row's own, any batch
+        return torch.stack([_noise(es, rows[j:j + 1])[0] for j in range(len(rows))])
+
+    x, valid = _data(seed=0)
+    blend, _ = fit_blend(Inputs(row_noise, _flat, x, x.user_bounds()), valid, N_ITEMS, (10, 20))
+    assert blend.describe()["kind"] == "ranker"
+    rows = np.arange(len(valid))
+    whole = blend(valid, rows)
+    monkeypatch.setattr(ranker, "RANKER_ROWS", 3)  # 3, 3, ..., and a shorter last chunk
+    assert len(rows) % 3 and torch.equal(blend(valid, rows), whole)
+
+
 def test_the_model_alone_is_kept_where_the_ranker_cannot_beat_it() -> None:
     x, valid = _data(seed=1)
     blend, _ = fit_blend(Inputs(_oracle, _flat, x, x.user_bounds()), valid, N_ITEMS, (10, 20))

@@ -139,6 +139,44 @@ def test_a_failed_sync_leaves_the_snapshot_as_it_was(pair, monkeypatch):
     assert _content(snap) == _content(warehouse)
 
 
+KILLED = """
+import sys, time
+import duckdb
+from shoprec.transform import snapshot_sync
+from tests.test_snapshot_sync import KEYS
+
+def stall(*args):  # every table rewritten, the transaction still open
+    print("rewritten", flush=True)
+    time.sleep(60)
+
+snapshot_sync._views = stall
+con = duckdb.connect(sys.argv[1])
+con.execute(f"attach '{sys.argv[2]}' as s")
+snapshot_sync.sync(con, "s", "w", KEYS)
+"""
+
+
+def test_a_sync_killed_halfway_leaves_the_snapshot_as_it_was(pair):
+    warehouse, snap = pair
+    before = _content(snap)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into events select 'n' || i, date '2026-01-09', 1 from range(50000) "
+                    "r(i)")
+        con.execute("delete from pairs where user_id = 'u4'")
+        con.execute("insert into pairs values ('u9', 'new', 1, '2026-01-09', '2026-02-02')")
+    child = subprocess.Popen([sys.executable, "-c", KILLED, str(warehouse), str(snap)],
+                             stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert child.stdout.readline().strip() == "rewritten"
+    finally:
+        child.kill()  # SIGKILL: no rollback, no cleanup
+        child.wait()
+    assert _content(snap) == before
+    assert _sync(snap, warehouse).replaced == ["main.pairs"]  # a re-run finishes the job
+    assert _content(snap) == _content(warehouse)
+
+
 def _land(s: Settings, days: int) -> None:
     simulate("tiny", seed=5, days=days, settings=s)
     assert all(r.ok for r in validate(settings=s, workers=1))

@@ -68,6 +68,20 @@ def part_key(columns: list[str]) -> str:
     return "''"
 
 
+def part_filter(columns: list[str], parts: list[str]) -> str:
+    """The SQL condition of the rows in `parts` (day strings from `part_key`), on the day itself:
+    DuckDB then skips every row group whose min/max days lie outside (a string compare scans
+    every row)."""
+    expr = next((e for col, e in PART_EXPRESSIONS if col in columns), None)
+    if expr is None:
+        return "TRUE"
+    days = [p for p in parts if p]
+    conds = [f"{expr} IN ({', '.join('DATE ' + sql_literal(p) for p in days)})"] if days else []
+    if "" in parts:
+        conds.append(f"{expr} IS NULL")
+    return " OR ".join(conds) or "FALSE"
+
+
 Parts = dict[str, tuple[str, object]]  # part → (fingerprint, newest audit time or None)
 WHOLE = "*"  # the one part of a table synced by row
 
@@ -168,7 +182,7 @@ def _sync(con, db: str, source: str, keys: Keys) -> SyncReport:
         if same and whole:
             same = _rows(con, dst, src, key, before.get(WHOLE), now.get(WHOLE), report)
         elif same:
-            _parts(con, dst, src, part_key(names), before, now, report)
+            same = _parts(con, dst, src, names, before, now, report)
         if not same:
             con.execute(f"CREATE OR REPLACE TABLE {dst} AS SELECT * FROM {src}")
             report.replaced.append(f"{schema}.{table}")
@@ -178,15 +192,24 @@ def _sync(con, db: str, source: str, keys: Keys) -> SyncReport:
     return report
 
 
-def _parts(con, dst: str, src: str, key: str, before: Parts, now: Parts,
-           report: SyncReport) -> None:
+def _parts(con, dst: str, src: str, columns: list[str], before: Parts, now: Parts,
+           report: SyncReport) -> bool:
+    """The parts whose fingerprints differ replaced; False when the table must be rewritten
+    whole (its counts still differ: a part column of an unexpected type)."""
     changed = sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
-    if changed:
-        con.execute(f"DELETE FROM {dst} WHERE {key} IN (SELECT unnest(?))", [changed])
-        n = con.execute(f"INSERT INTO {dst} SELECT * FROM {src} t WHERE {key} IN "
-                        "(SELECT unnest(?))", [changed]).fetchone()[0]
-        report.parts += len(changed)
-        report.rows += n
+    if not changed:
+        return True
+    where = part_filter(columns, changed)
+    con.execute(f"DELETE FROM {dst} WHERE {where}")
+    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {src} WHERE {where}").fetchone()[0]
+    report.parts += len(changed)
+    report.rows += n
+    return _same_count(con, dst, src)
+
+
+def _same_count(con, dst: str, src: str) -> bool:
+    count = f"SELECT (SELECT count(*) FROM {dst}) = (SELECT count(*) FROM {src})"
+    return bool(con.execute(count).fetchone()[0])
 
 
 def _rows(con, dst: str, src: str, key: list[str], before, now, report: SyncReport) -> bool:
@@ -204,8 +227,7 @@ def _rows(con, dst: str, src: str, key: list[str], before, now, report: SyncRepo
                     [before[1]]).fetchone()[0]
     report.parts += 1
     report.rows += n
-    count = f"SELECT (SELECT count(*) FROM {dst}) = (SELECT count(*) FROM {src})"
-    return bool(con.execute(count).fetchone()[0])
+    return _same_count(con, dst, src)
 
 
 def _views(con, db: str, source: str) -> None:
