@@ -65,6 +65,7 @@ class EventsAccepted(BaseModel):
     pushed: int
     live_features: str  # fresh | stale (the online store is down: events kept in the spool)
     detail: str | None = None
+    forgotten: int = 0  # events of users forgotten (shoprec privacy forget): dropped
 
 
 class Reload(BaseModel):
@@ -215,11 +216,13 @@ def create_app(settings: Settings | None = None, *, poll: bool = True) -> FastAP
         dup = dup if isinstance(dup, int) else len(dup)
         svc.metrics.events.labels("accepted").inc(len(new))
         svc.metrics.events.labels("duplicate").inc(dup)
+        svc.metrics.events.labels("forgotten").inc(accepted.forgotten)
         pushed, why = svc.push([event_of(e) for e in new])
         if why is not None:
             svc.metrics.events.labels("stale").inc()
         return EventsAccepted(accepted=len(new), duplicates=dup, pushed=pushed,
-                              live_features="stale" if why else "fresh", detail=why)
+                              live_features="stale" if why else "fresh", detail=why,
+                              forgotten=accepted.forgotten)
 
     # -------------------------------------------------------------------- operations
     ops = APIRouter(tags=["operations"])

@@ -59,6 +59,7 @@ import pyarrow as pa
 from shoprec import contract
 from shoprec.config import Settings, ValidationSettings
 from shoprec.names import check_name
+from shoprec.privacy.log import Forgotten
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,7 @@ class Accepted:
     events: tuple[Event, ...]
     duplicates: int
     duplicate_ids: tuple[str, ...] = ()
+    forgotten: int = 0  # events of users who asked to be forgotten: neither stored nor pushed
 
     @property
     def accepted(self) -> int:
@@ -415,6 +417,7 @@ class EventIntake:
         self._stop = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.forgotten = Forgotten(settings, self.dataset)
         _epoch(1_700_000_000)  # pyarrow's kernels load on first use, not in a request
         try:  # a spool left by a crash, or by processes that stopped
             self.flush(force=True)
@@ -447,6 +450,8 @@ class EventIntake:
         call. An event id seen before (in an earlier call, by any process, before a restart, or
         earlier in this call) is a duplicate: counted, and nothing changes."""
         events = self.check(payload)
+        kept = [e for e in events if e.user_id not in self.forgotten]
+        dropped, events = len(events) - len(kept), kept
         fresh: list[Event] = []
         dups: list[str] = []
         seen: set[str] = set()
@@ -475,7 +480,7 @@ class EventIntake:
                 raise
         if spooled >= self.flush_events:
             self._wake.set()
-        return Accepted(tuple(fresh), len(dups), tuple(dups))
+        return Accepted(tuple(fresh), len(dups), tuple(dups), dropped)
 
     @property
     def spooled(self) -> int:

@@ -39,7 +39,8 @@ class Metrics:
             "shoprec_online_lookup_seconds", "Online feature lookups that answered.",
             buckets=BUCKETS, registry=r)
         self.events = Counter(
-            "shoprec_events", "POST /events outcomes per event (accepted, duplicate) and per "
+            "shoprec_events", "POST /events outcomes per event (accepted, duplicate, forgotten: "
+            "of a user who asked to be forgotten, dropped) and per "
             "call (rejected, stale: accepted but not pushed to the live sequences).",
             ["outcome"], registry=r)
         self.reloads = Counter(

@@ -12,6 +12,7 @@ from feature_repo.names import SERVING_SERVICE, USER_KEY
 from shoprec import quiet
 from shoprec.cli_lake import app as lake_app
 from shoprec.cli_models import app as models_app
+from shoprec.cli_privacy import app as privacy_app
 from shoprec.cli_profile import profile_cmd
 from shoprec.config import get_settings
 
@@ -23,6 +24,7 @@ app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
 app.add_typer(lake_app, name="lake")
 app.add_typer(models_app, name="models")
+app.add_typer(privacy_app, name="privacy")
 data_app.command("profile")(profile_cmd)
 console = Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line
 

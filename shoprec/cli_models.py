@@ -46,6 +46,7 @@ def list_cmd(dataset: str = DATASET) -> None:
         pointing.setdefault(version, []).append(alias)
     versions = reg.versions()
     damaged = 0
+    forgotten = _forgotten(reg.dataset)
     for v in versions:
         aliases = ",".join(pointing.get(v, []))
         arrow = f"  ← {aliases}" if aliases else ""
@@ -56,11 +57,28 @@ def list_cmd(dataset: str = DATASET) -> None:
             typer.echo(f"{v}  DAMAGED: {e}{arrow}")
             continue
         typer.echo(f"{v}  {str(m.get('registered_at'))[:19]}  {m.get('recommender', '?'):<6}  "
-                   f"{headline(m)}  {m.get('run_id')}{arrow}")
+                   f"{headline(m)}  {m.get('run_id')}{arrow}{_forgotten_mark(reg, v, forgotten)}")
     _say(f"{len(versions)} version(s) of {reg.dataset} in {reg.store.uri(reg.dataset)}"
          + (f"; {damaged} damaged (`shoprec models verify`)" if damaged else ""))
     if damaged:
         raise typer.Exit(1)
+
+
+def _forgotten(dataset: str) -> set[str]:
+    from shoprec.privacy import log
+
+    return log.forgotten(get_settings(), dataset)
+
+
+def _forgotten_mark(reg, version: str, forgotten: set[str]) -> str:
+    """A version trained on a forgotten user's data: the next retraining replaces it
+    (README § privacy)."""
+    if not forgotten:
+        return ""
+    n = reg.trained_on(version, forgotten)
+    if n is None:
+        return "  [trained users unknown: exported before trained-user sets]"
+    return f"  [FORGOTTEN: trained on {n} forgotten user(s)]" if n else ""
 
 
 @app.command("show")

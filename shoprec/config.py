@@ -204,6 +204,15 @@ class ServingSettings(BaseModel):
             ": consumables are bought again."))
 
 
+class PrivacySettings(BaseModel):
+    """Forgetting users (SHOPREC_PRIVACY__<FIELD>; shoprec/privacy/)."""
+
+    key: SecretStr | None = Field(None, description=(
+        "HMAC key of the forget log and of the trained-user sets of models (environment only: "
+        "SHOPREC_PRIVACY__KEY). Unset: a random key is created once in SHOPREC_HOME/secrets "
+        "(mode 0600). A plain hash of a short id can be guessed; a keyed one cannot."))
+
+
 class AirflowSettings(BaseModel):
     """How Shoprec's DAGs are operated (SHOPREC_AIRFLOW__<FIELD>)."""
 
@@ -260,6 +269,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     gates: GateSettings = GateSettings()
     serving: ServingSettings = ServingSettings()
+    privacy: PrivacySettings = PrivacySettings()
     airflow: AirflowSettings = AirflowSettings()
 
     # ---------------------------------------------------------------- the map of SHOPREC_HOME
@@ -398,6 +408,17 @@ class Settings(BaseSettings):
     def event_flush_lock(self, dataset: str | None = None) -> Path:
         """Held while a serving process lands spooled events, so one batch lands once."""
         return self.serving_state() / self._ds(dataset) / "flush.lock"
+
+    def privacy_key_file(self) -> Path:
+        """The HMAC key created when `privacy.key` is not set (never in the repository)."""
+        return self.root / "secrets" / "privacy.key"
+
+    def privacy_state(self, dataset: str | None = None) -> Path:
+        return self.root / "privacy" / self._ds(dataset)
+
+    def forget_log(self, dataset: str | None = None) -> Path:
+        """Append-only: one record per forget request and step, the user only as a keyed HMAC."""
+        return self.privacy_state(dataset) / "forget_log.jsonl"
 
     @property
     def cache_dir(self) -> Path:

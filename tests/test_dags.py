@@ -94,7 +94,8 @@ def test_dags_are_scheduled_retried_timed_and_alerting_as_documented(dagbag):
 
     from shoprec.pipeline import ops
 
-    every = ("shoprec_pipeline", "shoprec_training", "shoprec_models", "shoprec_backfill")
+    every = ("shoprec_pipeline", "shoprec_training", "shoprec_models", "shoprec_backfill",
+             "shoprec_privacy")
     assert set(every) <= set(dagbag.dag_ids)
     for dag_id in every:
         dag = dagbag.get_dag(dag_id)

@@ -25,7 +25,7 @@ LOCATION_MEMBERS = {
     "movielens_cache", "wheel_cache", "reports_dir", "data_docs_dir", "import_rejects",
     "training_report", "home", "data_docs_index", "log_file", "arrival_counter",
     "rebuild_marker", "contract_stubs", "validation_profile", "event_spool", "event_flush_lock",
-    "demo_log",
+    "demo_log", "privacy_key_file", "privacy_state", "forget_log",
 }
 FEAST_NAMES = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)
                and not k.endswith("_KEY")} - {names.USER, names.ITEM}

@@ -113,7 +113,18 @@ def _write_export(model: SeqRec, mc: SeqRecConfig, x: Interactions, result: Trai
                        else [""] * c.n_items),
         },
     }
+    meta["trained_users"] = _write_trained_users(x, folder, settings)
     (folder / "metadata.json").write_text(json.dumps(meta, indent=1))
+
+
+def _write_trained_users(x: Interactions, folder: Path, settings: Settings) -> dict:
+    """Who the model learned from, as a count and keyed hashes only (shoprec/privacy)."""
+    from shoprec.privacy import identity, trained
+
+    blob = trained.hash_set(identity.key(settings), x.user_ids.tolist())
+    (folder / trained.TRAINED_USERS).write_bytes(blob)
+    return {"count": len(blob) // trained.DIGEST_BYTES, "file": trained.TRAINED_USERS,
+            "hashes": trained.DESCRIPTION}
 
 
 def _write_blend(blend: dict, popularity: torch.Tensor, folder: Path) -> None:

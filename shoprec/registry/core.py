@@ -182,6 +182,17 @@ class Registry:
                                 f"of {self.dataset} (format, version, dataset or files wrong)")
         return data, m
 
+    def trained_on(self, version: str, hmacs: set[str]) -> int | None:
+        """How many of these users (HMACs, as the forget log holds them) the version was
+        trained on; None when the version keeps no trained-user set (exported before them)."""
+        from shoprec.privacy.trained import TRAINED_USERS, count_in
+
+        try:
+            blob = self.store.get_bytes(self._version_key(version, TRAINED_USERS))
+        except ObjectNotFound:
+            return None
+        return count_in(blob, hmacs)
+
     def versions(self) -> list[str]:
         """Complete versions (with a manifest), oldest first."""
         return sorted(v for v, files in self._version_files().items() if MANIFEST in files)

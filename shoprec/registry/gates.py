@@ -591,7 +591,8 @@ def run_gates(settings: Settings, run_dir: Path, dataset: str | None = None, *,
     except Exception:  # each check loads them again and fails in its own words
         x = None
     production = rescore_against_production(settings, export, dataset, store, x)
-    checks = judge_metrics(metrics, protocol, gates, production)
+    checks = forgotten_policy(judge_metrics(metrics, protocol, gates, production), settings,
+                              store, dataset, production.version)
     try:
         p = probe(settings, exp, dataset, gates.latency_calls, x=x)
     except Exception as e:  # a model that cannot score one user fails its gate, not the run
@@ -620,6 +621,24 @@ def run_gates(settings: Settings, run_dir: Path, dataset: str | None = None, *,
     if write:
         report.write(export)
     return report
+
+
+def forgotten_policy(checks: list[Check], settings: Settings, store: Store, dataset: str,
+                     production: str | None) -> list[Check]:
+    """A production version trained on a forgotten user's data is replaced by the next
+    candidate that passes the other gates, whatever production scored (README § privacy)."""
+    from shoprec.privacy import log
+    from shoprec.registry import Registry
+
+    forgotten = log.forgotten(settings, dataset)
+    n = Registry(store, dataset).trained_on(production, forgotten) \
+        if production and forgotten else None
+    if not n:
+        return checks
+    why = (f"skipped: production {production} was trained on {n} forgotten user(s) and is "
+           "replaced by any candidate that passes the other gates")
+    return [Check("no_regression", True, None, None, why, skipped=True)
+            if c.name == "no_regression" else c for c in checks]
 
 
 def _row(metrics: dict, name: str, metric: str) -> dict[str, float]:

@@ -27,6 +27,7 @@ from shoprec.lake import (
     split_names,
 )
 from shoprec.names import ALLOWED
+from shoprec.privacy.gate import drop_forgotten
 from shoprec.validation.failures import Failure
 from shoprec.validation.judge import Verdict, build_known_ids, judge_batches, judge_in_workers
 from shoprec.validation.ledger import append_ledger, read_ledger, reconcile
@@ -100,6 +101,9 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
     for d in sorted(dirs, key=lambda p: p.name):  # one dropped in by hand gets its number now
         ensure_delivery(d, settings, dataset, taken)
     dirs = sorted(dirs, key=_arrival_order)
+    dropped = drop_forgotten(dirs, settings, dataset)  # before hashing: what is judged is kept
+    if dropped:
+        note = _noting(note, dropped)
     ledger = read_ledger(settings, dataset)
     reconcile(settings, dataset, ledger)
     todo = []
@@ -147,6 +151,18 @@ def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None
         out.append(r)
         note(r)
     return out
+
+
+def _noting(note: Callable[[BatchResult], None], dropped: dict[str, int]
+            ) -> Callable[[BatchResult], None]:
+    """`note`, each result first told how many rows of forgotten users its batch lost."""
+    from shoprec.privacy.gate import note as forgotten
+
+    def noted(r: BatchResult) -> None:
+        if r.batch_id in dropped and forgotten(dropped[r.batch_id]) not in r.note:
+            r.note = "; ".join(filter(None, [r.note, forgotten(dropped[r.batch_id])]))
+        note(r)
+    return noted
 
 
 def _arrival_order(batch_dir: Path) -> tuple[int, int, str]:
