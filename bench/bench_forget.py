@@ -28,7 +28,7 @@ DAYS = {"large": 89, "small": 60, "tiny": 30}
 def busiest(home: Path) -> tuple[str, int, int]:
     """(a user with the most events, their events, all events) from the analysts' snapshot."""
     s = Settings(home=home)
-    with duckdb.connect(str(s.analytics_snapshot(s.dataset)), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot(s.dataset)), read_only=True) as con:
         user, n = con.execute("SELECT user_id, count(*) FROM marts.fct_events GROUP BY 1 "
                               "ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
         total = con.execute("SELECT count(*) FROM marts.fct_events").fetchone()[0]

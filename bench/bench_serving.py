@@ -360,7 +360,7 @@ def real_users(home: Path, n: int, seed: int) -> list[str]:
 
     from shoprec.config import Settings
 
-    path = Settings(home=home).analytics_snapshot(DATASET)
+    path = Settings(home=home).internal_snapshot(DATASET)
     with duckdb.connect(str(path), read_only=True) as con:
         users = sorted(u for (u,) in con.execute(
             "select distinct user_id from marts.fct_events").fetchall())

@@ -98,8 +98,8 @@ def _now_us() -> int:
 
 
 def snapshot_target(settings: Settings, dataset: str) -> str | None:
-    """The analysts' snapshot the symlink points at now (changes on every republish)."""
-    path = settings.analytics_snapshot(dataset)
+    """The internal snapshot the symlink points at now (changes on every republish)."""
+    path = settings.internal_snapshot(dataset)
     try:
         return os.readlink(path) if path.is_symlink() else (str(path) if path.exists() else None)
     except OSError:
@@ -111,7 +111,7 @@ def read_catalogue(settings: Settings, dataset: str, model: LoadedModel) -> Cata
     n = len(model.ids)
     keep = torch.ones(n, dtype=torch.bool)
     keep[0] = False
-    path = settings.analytics_snapshot(dataset)
+    path = settings.internal_snapshot(dataset)
     if not path.exists():
         log.warning("no warehouse snapshot at %s: every item of the export is recommendable",
                     path)

@@ -336,12 +336,22 @@ class Settings(BaseSettings):
         return self.root / "warehouse" / f"{self._ds(dataset)}.duckdb"
 
     def analytics_snapshot(self, dataset: str | None = None) -> Path:
-        """The analysts' read-only copy: a symlink swapped atomically after each good build."""
+        """The analysts' read-only copy, user and session ids pseudonymized: a symlink swapped
+        atomically after each good build."""
         return self.root / "warehouse" / f"{self._ds(dataset)}-analytics.duckdb"
 
+    def internal_snapshot(self, dataset: str | None = None) -> Path:
+        """The published warehouse with its real ids, for Feast's exports, training and
+        serving (never handed to analysts): a symlink swapped atomically after each build."""
+        return self.root / "warehouse" / f"{self._ds(dataset)}-internal.duckdb"
+
     def warehouse_snapshots(self) -> Path:
-        """Published warehouse copies behind the analytics symlinks (dataset in the name)."""
+        """Published internal copies behind the internal symlinks (dataset in the name)."""
         return self.root / "warehouse" / "snapshots"
+
+    def analysts_snapshots(self) -> Path:
+        """Published pseudonymized copies behind the analytics symlinks."""
+        return self.root / "warehouse" / "analysts"
 
     def dbt_state(self, dataset: str | None = None) -> Path:
         """dbt's target/ and logs/ of a dataset (never inside the repository)."""

@@ -69,6 +69,8 @@ def copy_published_warehouse(src: Settings, dst: Settings, dataset: str = "shop"
     import shutil
 
     shutil.copytree(src.warehouse_snapshots(), dst.warehouse_snapshots())
+    shutil.copytree(src.analysts_snapshots(), dst.analysts_snapshots())
+    dst.internal_snapshot(dataset).symlink_to(os.readlink(src.internal_snapshot(dataset)))
     dst.analytics_snapshot(dataset).symlink_to(os.readlink(src.analytics_snapshot(dataset)))
 
 
@@ -126,7 +128,7 @@ def byod_shop(tmp_path_factory: pytest.TempPathFactory):
     tables = byod_tables()
     write_batch(BYOD_DAY, {"events": tables["events"]}, zone="validated", settings=s)
     first = transform(settings=s)
-    events_only = s.analytics_snapshot().resolve()
+    events_only = s.internal_snapshot().resolve()
     write_batch("catalogue", {"items": tables["items"]}, zone="validated", settings=s)
     second = transform(settings=s)
     return SimpleNamespace(settings=s, reports=(first, second), events_only=events_only)

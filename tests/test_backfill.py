@@ -98,7 +98,7 @@ def _online(s: Settings, users: list[str]) -> list:
 
 
 def _warehouse(s: Settings) -> tuple[int, int, float]:
-    with duckdb.connect(str(s.analytics_snapshot("shop")), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot("shop")), read_only=True) as con:
         return con.execute("select count(*), count(distinct event_id), "
                            "sum(hash(event_id) % 1000) from marts.fct_events").fetchone()
 

@@ -242,7 +242,7 @@ def _outputs(s: Settings, dataset: str = "shop") -> dict:
 
     out: dict = {z: [b.name for b in list_batches(z, dataset=dataset, settings=s)]
                  for z in ("landing", "validated", "quarantine")}
-    with duckdb.connect(str(s.analytics_snapshot(dataset)), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot(dataset)), read_only=True) as con:
         tables = con.execute("select table_schema, table_name from information_schema.tables "
                              "where table_schema in ('marts', 'features')").fetchall()
         for schema, name in sorted(tables):

@@ -29,7 +29,7 @@ def shop(tmp_path) -> Settings:
 
 
 def _events(s: Settings, where: str = "true") -> list:
-    with duckdb.connect(str(s.analytics_snapshot()), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot()), read_only=True) as con:
         return con.execute(f"select event_id, batch_id, price from marts.fct_events "
                            f"where {where} order by event_id").fetchall()
 

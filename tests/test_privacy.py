@@ -55,7 +55,7 @@ def build(home: Path, feast: FeastSettings | None = None, train: bool = False) -
 def busiest_users(s: Settings, n: int = 2) -> list[str]:
     import duckdb
 
-    with duckdb.connect(str(s.analytics_snapshot(DS)), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot(DS)), read_only=True) as con:
         return [r[0] for r in con.execute(
             "SELECT user_id FROM marts.fct_events GROUP BY 1 ORDER BY count(*) DESC, 1 "
             "LIMIT ?", [n]).fetchall()]
@@ -87,7 +87,7 @@ def others(s: Settings, user: str) -> dict[str, tuple[int, int]]:
                         out[f"{b.name}/{t}"] = con.execute(
                             "SELECT count(*), sum(hash(t)) FROM read_parquet(?) t "
                             "WHERE user_id <> ?", [str(f), user]).fetchone()
-        con.execute(f"ATTACH '{s.analytics_snapshot(DS)}' AS w (READ_ONLY)")
+        con.execute(f"ATTACH '{s.internal_snapshot(DS)}' AS w (READ_ONLY)")
         for table in ("marts.fct_events", "marts.dim_users", "features.feat_user_daily"):
             cols = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE w.{table})")
                     .fetchall() if c not in {"built_at", "dbt_invocation_id"}]
@@ -95,6 +95,53 @@ def others(s: Settings, user: str) -> dict[str, tuple[int, int]]:
                 f"SELECT count(*), sum(hash(t)) FROM (SELECT {', '.join(cols)} FROM w.{table} "
                 "WHERE user_id <> ?) t", [user]).fetchone()
     return out
+
+
+def raw_ids_in(path: Path, ids: list[str]) -> int:
+    """Values of any text column of any table in `path` that are one of `ids`, or a session
+    dbt derived from one (`<user_id>~s<time>`)."""
+    import duckdb
+
+    from shoprec.transform.snapshot_sync import ident, tables
+
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{path}' AS f (READ_ONLY)")
+        con.execute("CREATE TEMP TABLE ids AS SELECT unnest(?::VARCHAR[]) AS u", [ids])
+        n = 0
+        for (schema, table), cols in tables(con, "f").items():
+            for col, typ in cols:
+                if typ == "VARCHAR":
+                    n += con.execute(
+                        f"SELECT count(*) FROM f.{ident(schema)}.{ident(table)} t JOIN ids ON "
+                        f"t.{ident(col)} = ids.u OR starts_with(t.{ident(col)}, ids.u || '~s')"
+                    ).fetchone()[0]
+        return n
+
+
+def test_analysts_see_pseudonyms_that_join(tmp_path):
+    """The analysts' snapshot holds no raw user id (nor a session named after one) in any
+    column; its pseudonyms join as the ids do; the internal snapshot keeps the real ids."""
+    import duckdb
+
+    from shoprec.privacy.pseudonym import analysts_key, pseudonym
+
+    s = build(tmp_path / "home")
+    with duckdb.connect(str(s.internal_snapshot(DS)), read_only=True) as con:
+        ids = [u for (u,) in con.execute("SELECT user_id FROM marts.fct_events UNION "
+                                         "SELECT user_id FROM marts.dim_users").fetchall()]
+        joined = con.execute("SELECT count(*), count(DISTINCT user_id) FROM marts.fct_events "
+                             "JOIN marts.dim_users USING (user_id)").fetchone()
+        first = con.execute("SELECT user_id FROM marts.fct_events ORDER BY event_id "
+                            "LIMIT 1").fetchone()[0]
+    assert raw_ids_in(s.internal_snapshot(DS), ids) > 0  # the search finds what is there
+    assert raw_ids_in(s.analytics_snapshot(DS), ids) == 0
+    with duckdb.connect(str(s.analytics_snapshot(DS)), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT user_id) FROM marts.fct_events "
+                           "JOIN marts.dim_users USING (user_id)").fetchone() == joined
+        assert con.execute("SELECT user_id FROM marts.fct_events ORDER BY event_id "
+                           "LIMIT 1").fetchone()[0] == pseudonym(analysts_key(s), first)
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal"
+                           ).fetchone()[0] == 0  # staging views would read the raw lake
 
 
 def spool_events(s: Settings, users: list[str]) -> int:

@@ -61,7 +61,7 @@ def test_dbt_table_equals_the_reference_at_the_end_of_every_active_day(built_sho
     s: Settings = built_shop
     monkeypatch.setattr(training.data, "collapse_runs", lambda x: x)
     x = load_interactions(s, "shop")
-    with duckdb.connect(str(s.analytics_snapshot("shop")), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot("shop")), read_only=True) as con:
         rows = con.execute(
             f"select user_id, feature_date, {', '.join(REPEAT)} from features."
             "feat_user_item_history order by user_id, feature_date").fetchall()
@@ -115,7 +115,7 @@ def test_training_service_reads_the_statistics_point_in_time(built_shop):
     """A day's row is visible from the next midnight on: at the start of a day the training
     service reads the previous active day's statistics; a user without history reads NULLs."""
     s: Settings = built_shop
-    with duckdb.connect(str(s.analytics_snapshot("shop")), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot("shop")), read_only=True) as con:
         user, d1, d2 = con.execute(
             "select user_id, feature_date, lead(feature_date) over (partition by user_id "
             "order by feature_date) as next from features.feat_user_item_history "

@@ -305,10 +305,10 @@ def test_items_the_warehouse_no_longer_lists_are_never_recommended(serving_homes
     s, export, _ = serving_homes
     m = LoadedModel(export, "v")
     t = Settings(home=tmp_path)
-    t.analytics_snapshot("shop").parent.mkdir(parents=True)
+    t.internal_snapshot("shop").parent.mkdir(parents=True)
     gone, retracted, events_only = m.ids[1], m.ids[2], m.ids[3]
     m.titles[3] = m.category[3] = ""  # the export never had catalogue data for it
-    with duckdb.connect(str(t.analytics_snapshot("shop"))) as con:
+    with duckdb.connect(str(t.internal_snapshot("shop"))) as con:
         con.execute("create schema marts")
         con.execute("create table marts.dim_items (item_id varchar, in_catalogue boolean)")
         con.executemany("insert into marts.dim_items values (?, ?)",

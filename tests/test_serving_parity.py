@@ -44,7 +44,7 @@ def parity_run(built_shop, tmp_path_factory):
 def _whole_history_users(s: Settings, x, n: int) -> np.ndarray:
     """Users whose every event the online sequence holds (fewer raw events than it keeps), with
     at least two interactions, sampled."""
-    with duckdb.connect(str(s.analytics_snapshot("shop")), read_only=True) as con:
+    with duckdb.connect(str(s.internal_snapshot("shop")), read_only=True) as con:
         counts = dict(con.execute("select user_id, count(*) from marts.fct_events "
                                   "group by 1").fetchall())
     b = x.user_bounds()

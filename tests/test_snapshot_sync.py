@@ -39,6 +39,26 @@ def _content(path: Path | str, writable: bool = False) -> dict:
         return out
 
 
+def _analysts(s: Settings) -> dict:
+    """`_content` of the warehouse as the analysts' snapshot must hold it: each table through
+    the pseudonyms, no views."""
+    from shoprec.privacy.pseudonym import analysts_key, relation
+
+    k = analysts_key(s)
+    with duckdb.connect(str(s.warehouse())) as con:
+        db = con.execute("select current_database()").fetchone()[0]
+        out = {}
+        for (schema, table), cols in snapshot_sync.tables(con, db).items():
+            rel = relation(k, f'"{schema}"."{table}"', [c for c, _ in cols])
+            out[(schema, table)] = con.execute(
+                f"select count(*), sum(hash(t)) from {rel} t").fetchone()
+        out["views"] = []
+        out["comments"] = sorted(con.execute(
+            "select schema_name, table_name, comment from duckdb_tables() where comment is not "
+            "null and database_name = ?", [db]).fetchall())
+        return out
+
+
 def _make_warehouse(path: Path) -> None:
     with duckdb.connect(str(path)) as con:
         con.execute("create table pairs (user_id varchar, item_id varchar, weight int, "
@@ -191,10 +211,13 @@ def test_each_publish_brings_the_oldest_free_snapshot_up_to_date(tmp_path):
     for days in (4, 5, 6):
         _land(s, days)
         hows.append(transform(settings=s).published)
-        assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
-    assert hows[0].startswith("copied (first publish)")
-    assert hows[2].startswith("synced ")  # the third brings the first up to date
+        assert _content(s.internal_snapshot()) == _content(s.warehouse(), writable=True)
+        assert _content(s.analytics_snapshot()) == _analysts(s)
+    assert hows[0].startswith("internal: copied (first publish); analysts: written in full")
+    assert hows[2].startswith("internal: synced ")  # the third brings the first up to date
+    assert "analysts: synced " in hows[2]
     assert len(snapshots(s, "shop")) == 2  # the one published and the one before it
+    assert len(snapshots(s, "shop", s.analysts_snapshots())) == 2
 
     held = snapshots(s, "shop")[0]  # the next one to sync, held by another process
     holder = subprocess.Popen(
@@ -208,19 +231,21 @@ def test_each_publish_brings_the_oldest_free_snapshot_up_to_date(tmp_path):
         _land(s, 7)
         transform(settings=s, publish=False)
         pub = publish(s, "shop")
-        assert pub.how == "copied (no older snapshot free to update)"
+        assert pub.how.startswith("internal: copied (no older snapshot free to update)")
         assert held.exists()
-        assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
+        assert _content(s.internal_snapshot()) == _content(s.warehouse(), writable=True)
         holder.stdin.close()
         assert holder.stdout.readline().strip() == seen  # the analyst's snapshot never moved
     finally:
         holder.kill()
         holder.wait()
-    assert os.readlink(s.analytics_snapshot()).endswith(pub.snapshot.name)
+    assert os.readlink(s.internal_snapshot()).endswith(pub.internal.name)
     _land(s, 8)
-    assert transform(settings=s).published.startswith(f"synced {held.name}")  # released
+    assert transform(settings=s).published.startswith(f"internal: synced {held.name}")
     assert len(snapshots(s, "shop")) == KEEP
-    assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
+    assert _content(s.internal_snapshot()) == _content(s.warehouse(), writable=True)
+    assert _content(s.analytics_snapshot()) == _analysts(s)
     rebuilt = transform(settings=s, full_refresh=True).published
-    assert rebuilt.startswith("copied (full rebuild)")  # every row is new: a copy is cheaper
-    assert _content(s.analytics_snapshot()) == _content(s.warehouse(), writable=True)
+    assert rebuilt.startswith("internal: copied (full rebuild)")  # all rows new: a copy is cheaper
+    assert _content(s.internal_snapshot()) == _content(s.warehouse(), writable=True)
+    assert _content(s.analytics_snapshot()) == _analysts(s)

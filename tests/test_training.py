@@ -354,7 +354,7 @@ def test_sessions_are_derived_where_the_warehouse_has_no_session_id(built_shop, 
     own = Settings(home=tmp_path / "home", session_gap_minutes=20)
     copy_published_warehouse(built_shop, own)
     assert load_interactions(own).extra["sessions_from"] == "session_id"
-    with duckdb.connect(str(own.analytics_snapshot("shop"))) as con:
+    with duckdb.connect(str(own.internal_snapshot("shop"))) as con:
         con.execute("update marts.fct_events set session_id = null")
         n_sessions = con.execute(  # dbt's rule, in SQL
             "select count(*) filter (where prev is null or ts - prev > interval 20 minutes) "
@@ -375,7 +375,7 @@ def _with_user(settings: Settings, user: str, rows: list[tuple]) -> list[str]:
 
     from training.data import load_interactions
 
-    with duckdb.connect(str(settings.analytics_snapshot("shop"))) as con:
+    with duckdb.connect(str(settings.internal_snapshot("shop"))) as con:
         items = [r[0] for r in con.execute(
             "select item_id from marts.dim_items order by item_id limit 10").fetchall()]
         con.execute("delete from marts.fct_events where user_id = ?", [user])

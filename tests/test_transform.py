@@ -31,8 +31,8 @@ def _land(s: Settings, days: int) -> None:
 
 
 def _analytics(s: Settings) -> duckdb.DuckDBPyConnection:
-    """Read what analysts read: the published snapshot (dbt keeps the warehouse open in-process)."""
-    return duckdb.connect(str(s.analytics_snapshot("shop")), read_only=True)
+    """Read the published internal snapshot (dbt keeps the warehouse open in-process)."""
+    return duckdb.connect(str(s.internal_snapshot("shop")), read_only=True)
 
 
 def _table(s: Settings, name: str, schema: str = "features", exclude: str | tuple = ()) -> list:
@@ -144,7 +144,7 @@ def test_increments_build_what_a_full_rebuild_builds(tmp_path):
     transform(settings=s)
     audit = ("dbt_invocation_id", "built_at")
     increment = {t: _table(s, t, _schema(t), exclude=audit) for t in INCREMENTAL}
-    assert _rows(s.analytics_snapshot(), "select user_id, days_since_prev_active from "
+    assert _rows(s.internal_snapshot(), "select user_id, days_since_prev_active from "
                  "features.feat_user_daily where feature_date = date '2026-02-14' "
                  "order by 1") == [("u1", 40), ("u2", 1)]
     transform(settings=s, full_refresh=True)
@@ -153,7 +153,7 @@ def test_increments_build_what_a_full_rebuild_builds(tmp_path):
 
 def test_analyst_connection_never_blocks_or_sees_half_a_build(built):
     s, _ = built
-    link = s.analytics_snapshot("shop")
+    link = s.internal_snapshot("shop")
     reader = duckdb.connect(str(link), read_only=True)
     counts, errors = [], []
     done = threading.Event()
@@ -233,7 +233,7 @@ def test_own_data_without_optional_columns_builds_green(byod_shop):
 
 
 def test_own_data_gets_sessions_from_the_gap(byod_shop):
-    snap = byod_shop.settings.analytics_snapshot()
+    snap = byod_shop.settings.internal_snapshot()
     ten, eleven, noon = (f"~s{_epoch_us(t)}" for t in ("10:00", "11:00", "12:00"))
     assert _rows(snap, "select event_id, session_id, session_id_source from marts.fct_events "
                        "order by 1") == [
@@ -251,7 +251,7 @@ def test_own_data_gets_sessions_from_the_gap(byod_shop):
 
 
 def test_own_data_keeps_unknown_revenue_and_attributes_unknown(byod_shop):
-    snap = byod_shop.settings.analytics_snapshot()
+    snap = byod_shop.settings.internal_snapshot()
     assert _rows(snap, "select order_line_id, quantity, unit_price, revenue from marts.fct_orders "
                        "order by 1") == [("e2", 1, None, None), ("e4", 1, None, None),
                                          ("e6", 1, None, None)]
@@ -278,5 +278,5 @@ def test_a_lake_of_many_batches_reads_its_lineage_in_bounded_memory(tmp_path):
         write_batch(f"b{n:03d}", {}, zone="validated", settings=s)
     report = transform(settings=s, select="stg_shop__deliveries")
     assert report.counts == {"success": 1, "pass": 6}  # the view and its unique/not_null tests
-    assert _rows(s.analytics_snapshot(), "select count(*), count(distinct arrival), "
+    assert _rows(s.internal_snapshot(), "select count(*), count(distinct arrival), "
                  "max(position) from staging.stg_shop__deliveries") == [(300, 300, 300)]

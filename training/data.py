@@ -168,9 +168,9 @@ def _vocab(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def warehouse_snapshot(settings: Settings, dataset: str) -> Path:
-    path = settings.analytics_snapshot(dataset)
+    path = settings.internal_snapshot(dataset)
     if not path.exists():
-        raise TrainingDataError(f"no analytics snapshot for dataset {dataset!r} at {path}: "
+        raise TrainingDataError(f"no published warehouse for dataset {dataset!r} at {path}: "
                                 f"run `shoprec transform --dataset {dataset}` first")
     return path
 

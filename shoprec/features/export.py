@@ -1,4 +1,4 @@
-"""Export dbt's feature tables from the analysts' snapshot to Parquet for Feast's file sources.
+"""Export dbt's feature tables from the internal snapshot to Parquet for Feast's file sources.
 
 Timestamps are written as microsecond UTC (Feast's DuckDB materialization cannot cast
 nanosecond tz-aware Parquet timestamps). Each file is written to a temp name and renamed.
@@ -20,7 +20,7 @@ from shoprec.names import sql_literal
 def export_features(settings: Settings, dataset: str) -> dict[str, int]:
     import duckdb
 
-    src = settings.analytics_snapshot(dataset)
+    src = settings.internal_snapshot(dataset)
     if not src.exists():
         raise FileNotFoundError(f"no published warehouse at {src}: run `shoprec transform` first")
     out_dir = settings.feature_exports(dataset)

@@ -123,7 +123,7 @@ def last_trained(settings: Settings, dataset: str, store=None) -> tuple[str | No
 
 
 def count_events_after(settings: Settings, dataset: str, since: dt.datetime) -> int:
-    """Events of the analysts' snapshot (marts.fct_events) later than `since`."""
+    """Events of the internal snapshot (marts.fct_events) later than `since`."""
     import duckdb
 
     from training.data import warehouse_snapshot

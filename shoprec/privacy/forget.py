@@ -6,9 +6,9 @@ Order (each step idempotent, so a re-run after a kill finishes the job):
 2. the lake: landing, validated and quarantine batches rewritten without the user's rows (file
    by file, temp + rename), the serving spool's copies of those events deleted first, and the
    ids redacted from the gate's reports;
-3. what derives from the lake, through the lifecycle's rebuild machinery: dbt in full (warehouse
-   and a fresh analysts' snapshot), Feast's exports and online store in full; then every older
-   snapshot no reader holds is deleted (one held stays, and the request stays unfinished);
+3. what derives from the lake, through the lifecycle's rebuild machinery: dbt in full (warehouse,
+   fresh internal and analysts' snapshots), Feast's exports and online store in full; then every
+   older snapshot no reader holds is deleted (one held stays, and the request stays unfinished);
 4. the log records `done` with what was removed where (counts only).
 Models are not retrained here: `shoprec models list` marks versions trained on a forgotten user
 (their trained-user sets, registry) and the next scheduled retraining replaces them."""
@@ -127,10 +127,10 @@ def rebuild(s: Settings, ds: str, timed) -> tuple[dict[str, str], list[str]]:
     if s.warehouse(ds).exists():
         from shoprec.transform import transform
 
-        with timed("dbt", "dbt: full rebuild of the warehouse and a fresh analysts' snapshot"):
+        with timed("dbt", "dbt: full rebuild of the warehouse and fresh snapshots"):
             t = transform(settings=s, dataset=ds, full_refresh=True)
         rebuilt["dbt"] = f"{sum(t.counts.values())} nodes in {t.seconds:.1f} s"
-    if s.feast_registry(ds).exists() and s.analytics_snapshot(ds).exists():
+    if s.feast_registry(ds).exists() and s.internal_snapshot(ds).exists():
         from shoprec.features.materialize import materialize
 
         with timed("feast", "feast: exports and online store refilled in full"):
@@ -139,22 +139,30 @@ def rebuild(s: Settings, ds: str, timed) -> tuple[dict[str, str], list[str]]:
     pending = [f"{stage} rebuild" for stage in ("dbt", "feast") if rebuild_needed(s, ds, stage)
                and (stage == "dbt" and s.warehouse(ds).exists()
                     or stage == "feast" and s.feast_registry(ds).exists())]
-    with timed("snapshots", "older analysts' snapshots"):
+    with timed("snapshots", "older snapshots"):
         pending += drop_older_snapshots(s, ds)
     return rebuilt, pending
 
 
 def drop_older_snapshots(s: Settings, ds: str) -> list[str]:
-    """Delete every snapshot but the published one; one a reader holds open is left (and named):
-    it still holds the user."""
-    import duckdb
-
+    """Delete every internal snapshot but the published one (the analysts' hold pseudonyms
+    only, but their older rows would still count the user: those go too); one a reader holds
+    open is left (and named): it still holds the user."""
     from shoprec.transform.publish import snapshots
 
-    link = s.analytics_snapshot(ds)
-    current = link.resolve() if link.is_symlink() else None
     held = []
-    for snap in snapshots(s, ds):
+    for folder, link in ((s.warehouse_snapshots(), s.internal_snapshot(ds)),
+                         (s.analysts_snapshots(), s.analytics_snapshot(ds))):
+        current = link.resolve() if link.is_symlink() else None
+        held += _drop_all_but(snapshots(s, ds, folder), current)
+    return held
+
+
+def _drop_all_but(files: list, current) -> list[str]:
+    import duckdb
+
+    held = []
+    for snap in files:
         if snap.resolve() == current:
             continue
         try:

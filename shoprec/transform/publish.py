@@ -1,15 +1,21 @@
-"""Publish the warehouse for analysts without ever letting them block or see a half-built run.
+"""Publish the warehouse to its readers without ever letting them block or see a half-built run.
 
-DuckDB allows one writing process per file, so analysts never open the warehouse dbt writes.
-They open the symlink `warehouse/<dataset>-analytics.duckdb`, swapped atomically (rename of a
-symlink) to a snapshot file `warehouse/snapshots/<dataset>-<ts>.duckdb` after each good build.
+DuckDB allows one writing process per file, so nobody reads the warehouse dbt writes. Two
+snapshots are published after each good build, each a symlink swapped atomically (rename of a
+symlink) to a file of its folder:
+- internal, `warehouse/<dataset>-internal.duckdb` → `warehouse/snapshots/<dataset>-<ts>.duckdb`:
+  the warehouse as it is, real ids, for Feast's exports, training and serving;
+- analysts', `warehouse/<dataset>-analytics.duckdb` → `warehouse/analysts/<dataset>-<ts>.duckdb`:
+  every table with user and session ids replaced by keyed pseudonyms (shoprec/privacy/
+  pseudonym.py) and no views (dbt's staging views read the lake's raw files).
 Open connections keep reading the snapshot they opened; new ones get the new one.
 
 A publish does not copy the warehouse: it takes the oldest kept snapshot that no process holds
 (an open reader keeps a lock; that file is left alone) and brings it up to the warehouse by
 rewriting only the table parts that changed since it was published (`snapshot_sync`), in one
 transaction, then renames it to the new stamp and points the link at it. Only the first publish,
-or one whose older snapshots are all held or unreadable, copies the whole file.
+a full rebuild, or one whose older snapshots are all held or unreadable, copies the whole file
+(the analysts' one: writes it in full through the pseudonyms).
 """
 
 from __future__ import annotations
@@ -37,15 +43,17 @@ STAMP = re.compile(r"\d{8}T\d{12}Z")
 
 @dataclass
 class Published:
-    link: Path
+    link: Path  # the analysts' (pseudonymized) snapshot
     snapshot: Path
-    how: str  # "synced <file>: ..." or "copied (<why>)"
+    how: str  # "internal: synced <file>: ...; analysts: copied (<why>) ..."
     seconds: float
+    internal: Path | None = None  # the internal snapshot (real ids: Feast, training, serving)
 
 
-def snapshots(settings: Settings, dataset: str) -> list[Path]:
-    """The dataset's snapshot files, oldest first (names of other datasets never match)."""
-    folder = settings.warehouse_snapshots()
+def snapshots(settings: Settings, dataset: str, folder: Path | None = None) -> list[Path]:
+    """The dataset's snapshot files in `folder` (default: the internal ones), oldest first
+    (names of other datasets never match)."""
+    folder = folder or settings.warehouse_snapshots()
     prefix = f"{dataset}-"
     return sorted(p for p in folder.glob(f"{dataset}-*.duckdb")
                   if STAMP.fullmatch(p.name[len(prefix):-len(".duckdb")]))
@@ -56,36 +64,86 @@ def publish_snapshot(settings: Settings, dataset: str) -> Path:
 
 
 def publish(settings: Settings, dataset: str, rebuilt: bool = False) -> Published:
-    """`rebuilt`: dbt rebuilt every table (a full refresh): a copy is then the cheaper way."""
+    """The internal snapshot (the warehouse as it is), then the analysts' one (user and session
+    ids replaced by keyed pseudonyms). `rebuilt`: dbt rebuilt every table (a full refresh): a
+    copy is then the cheaper way."""
     import duckdb
 
     t0 = time.perf_counter()
     src = settings.warehouse(dataset)
-    snaps = settings.warehouse_snapshots()
-    snaps.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(src)) as con:  # fold the WAL into the file
         con.execute("CHECKPOINT")
-    link = settings.analytics_snapshot(dataset)
-    current = link.resolve() if link.is_symlink() else None
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    snap = snaps / f"{dataset}-{stamp}.duckdb"
     keys = unique_keys(settings, dataset)
-    older = [p for p in snapshots(settings, dataset) if p.resolve() != current]
-    how = None if rebuilt else _sync_one(older, src, snap, keys)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    internal, how = _publish_internal(settings, dataset, src, stamp, keys, rebuilt)
+    analysts, how_a = _publish_analysts(settings, dataset, src, stamp, keys, rebuilt)
+    return Published(settings.analytics_snapshot(dataset), analysts,
+                     f"internal: {how}; analysts: {how_a}", time.perf_counter() - t0, internal)
+
+
+def _publish_internal(settings: Settings, dataset: str, src: Path, stamp: str,
+                      keys: snapshot_sync.Keys, rebuilt: bool) -> tuple[Path, str]:
+    import duckdb
+
+    folder = settings.warehouse_snapshots()
+    folder.mkdir(parents=True, exist_ok=True)
+    link = settings.internal_snapshot(dataset)
+    snap = folder / f"{dataset}-{stamp}.duckdb"
+    how = None if rebuilt else _sync_one(_older(settings, dataset, folder, link), src, snap,
+                                         keys)
     if how is None:
-        why = "first publish" if current is None else "full rebuild" if rebuilt else \
-            "no older snapshot free to update"
         with atomic.atomic_path(snap) as tmp:
             shutil.copyfile(src, tmp)
             with duckdb.connect(str(tmp)) as con:
                 snapshot_sync.record_all(con, _database(con), keys)
                 con.execute("CHECKPOINT")
-        how = f"copied ({why})"
+        how = f"copied ({_why(link, rebuilt)})"
+    _swap(link, snap, settings, dataset, folder)
+    return snap, how
+
+
+def _publish_analysts(settings: Settings, dataset: str, src: Path, stamp: str,
+                      keys: snapshot_sync.Keys, rebuilt: bool) -> tuple[Path, str]:
+    """Synced like the internal one, but every row written passes through the pseudonyms; a
+    fresh file is an empty one synced in full (a byte copy would carry the real ids)."""
+    from shoprec.privacy import pseudonym
+
+    folder = settings.analysts_snapshots()
+    folder.mkdir(parents=True, exist_ok=True)
+    link = settings.analytics_snapshot(dataset)
+    snap = folder / f"{dataset}-{stamp}.duckdb"
+    k = pseudonym.analysts_key(settings)
+
+    def rows(qualified: str, columns: list[str]) -> str:
+        return pseudonym.relation(k, qualified, columns)
+
+    how = None if rebuilt else _sync_one(_older(settings, dataset, folder, link), src, snap,
+                                         keys, rows)
+    if how is None:
+        with atomic.atomic_path(snap) as tmp:
+            done = _sync_one([tmp], src, tmp, keys, rows, fresh=True)
+            if done is None:
+                raise RuntimeError(f"the analysts' snapshot {snap} could not be written")
+        how = f"written in full ({_why(link, rebuilt)})"
+    _swap(link, snap, settings, dataset, folder)
+    return snap, how
+
+
+def _older(settings: Settings, dataset: str, folder: Path, link: Path) -> list[Path]:
+    current = link.resolve() if link.is_symlink() else None
+    return [p for p in snapshots(settings, dataset, folder) if p.resolve() != current]
+
+
+def _why(link: Path, rebuilt: bool) -> str:
+    return "first publish" if not link.is_symlink() else "full rebuild" if rebuilt else \
+        "no older snapshot free to update"
+
+
+def _swap(link: Path, snap: Path, settings: Settings, dataset: str, folder: Path) -> None:
     with atomic.atomic_path(link) as tmp_link:  # readers see the old or the new one, never half
         os.symlink(os.path.relpath(snap, link.parent), tmp_link)
-    for old in snapshots(settings, dataset)[:-KEEP]:
+    for old in snapshots(settings, dataset, folder)[:-KEEP]:
         old.unlink()
-    return Published(link, snap, how, time.perf_counter() - t0)
 
 
 def unique_keys(settings: Settings, dataset: str) -> snapshot_sync.Keys:
@@ -107,12 +165,13 @@ def unique_keys(settings: Settings, dataset: str) -> snapshot_sync.Keys:
     return out
 
 
-def _sync_one(older: list[Path], src: Path, snap: Path, keys: snapshot_sync.Keys
-              ) -> str | None:
+def _sync_one(older: list[Path], src: Path, snap: Path, keys: snapshot_sync.Keys,
+              rows: snapshot_sync.Rows | None = None, fresh: bool = False) -> str | None:
     """The first of `older` that can be brought up to `src`, synced and renamed `snap`; None
     when none can: held by a reader (its lock), not published by this code, or failed. The
     snapshot is attached to the warehouse's connection: in the process that ran dbt, DuckDB
-    keeps that file open and would refuse a second handle on it."""
+    keeps that file open and would refuse a second handle on it. `fresh`: `older` is one new,
+    empty file, synced in full (errors raise)."""
     import duckdb
 
     with duckdb.connect(str(src)) as con:
@@ -124,16 +183,20 @@ def _sync_one(older: list[Path], src: Path, snap: Path, keys: snapshot_sync.Keys
                 log.info("snapshot %s not updated (%s)", old.name, _first(e))
                 continue
             try:
-                if not snapshot_sync.has_meta(con, ALIAS):
+                if not fresh and not snapshot_sync.has_meta(con, ALIAS):
                     continue
-                report = snapshot_sync.sync(con, ALIAS, source, keys)
+                report = snapshot_sync.sync(con, ALIAS, source, keys, rows,
+                                            views=rows is None)
             except duckdb.Error as e:
+                if fresh:
+                    raise
                 log.warning("snapshot %s not updated: %s", old.name, _first(e))
                 continue
             finally:
                 con.execute(f"USE {snapshot_sync.ident(source)}")
                 con.execute(f"DETACH {ALIAS}")
-            os.replace(old, snap)
+            if old != snap:
+                os.replace(old, snap)
             return (f"synced {old.name}: {report.parts} parts, {report.rows:,} rows rewritten"
                     + (f", tables replaced: {', '.join(report.replaced)}" if report.replaced
                        else ""))

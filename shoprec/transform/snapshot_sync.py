@@ -13,10 +13,15 @@ invocation's start time (`built_at`; `loaded_at` in the event tables), so:
   columns, the sum of its rows' hashes; the parts that differ are replaced.
 Tables whose columns changed are rewritten whole; views and comments are re-created (cheap).
 The whole sync is one transaction: killed halfway, the file is as it was.
+
+`rows` makes the copy differ from its source: the rows written are those of a relation per table
+(the analysts' snapshot: ids replaced by pseudonyms), while fingerprints and counts still read
+the source's own tables (the same rows, one to one, so they change exactly when the copy must).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shoprec.names import sql_literal
@@ -123,6 +128,7 @@ def has_meta(con, db: str) -> bool:
 
 
 Keys = dict[tuple[str, str], list[str]]  # (schema, table) → dbt's unique_key
+Rows = Callable[[str, list[str]], str]  # (qualified source table, its columns) → a relation
 
 
 def record_all(con, db: str, keys: Keys) -> None:
@@ -143,12 +149,15 @@ def recorded(con) -> dict[tuple[str, str], Parts]:
     return out
 
 
-def sync(con, db: str, source: str, keys: Keys) -> SyncReport:
+def sync(con, db: str, source: str, keys: Keys, rows: Rows | None = None,
+         views: bool = True) -> SyncReport:
     """Make database `db` hold what database `source` holds (both attached to `con`, `source`
-    in use); `keys`: the unique keys of dbt's delete+insert models (from its manifest)."""
+    in use); `keys`: the unique keys of dbt's delete+insert models (from its manifest); `rows`:
+    the rows to write of each table (default: the table's own); `views`: re-create the views
+    (the analysts' copy has none: dbt's staging views read the lake's raw files)."""
     try:
         con.execute("BEGIN TRANSACTION")
-        report = _sync(con, db, source, keys)
+        report = _sync(con, db, source, keys, rows or (lambda q, _c: q), views)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -159,7 +168,7 @@ def sync(con, db: str, source: str, keys: Keys) -> SyncReport:
     return report
 
 
-def _sync(con, db: str, source: str, keys: Keys) -> SyncReport:
+def _sync(con, db: str, source: str, keys: Keys, rows: Rows, views: bool) -> SyncReport:
     report = SyncReport()
     con.execute("USE " + ident(db))
     init_meta(con)
@@ -175,24 +184,26 @@ def _sync(con, db: str, source: str, keys: Keys) -> SyncReport:
         key = keys.get((schema, table))
         whole = by_row(names, key)
         dst, src = _qualified(db, schema, table), _qualified(source, schema, table)
+        rel = rows(src, names)
         now = fingerprints(con, source, schema, table, names, whole)
         before = marks.get((schema, table))
         same = have.get((schema, table)) == cols and before is not None \
             and (WHOLE in before) == whole
         if same and whole:
-            same = _rows(con, dst, src, key, before.get(WHOLE), now.get(WHOLE), report)
+            same = _rows(con, dst, src, rel, key, before.get(WHOLE), now.get(WHOLE), report)
         elif same:
-            same = _parts(con, dst, src, names, before, now, report)
+            same = _parts(con, dst, src, rel, names, before, now, report)
         if not same:
-            con.execute(f"CREATE OR REPLACE TABLE {dst} AS SELECT * FROM {src}")
+            con.execute(f"CREATE OR REPLACE TABLE {dst} AS SELECT * FROM {rel}")
             report.replaced.append(f"{schema}.{table}")
         record(con, schema, table, now)
-    _views(con, db, source)
+    if views:
+        _views(con, db, source)
     _comments(con, db, source)
     return report
 
 
-def _parts(con, dst: str, src: str, columns: list[str], before: Parts, now: Parts,
+def _parts(con, dst: str, src: str, rel: str, columns: list[str], before: Parts, now: Parts,
            report: SyncReport) -> bool:
     """The parts whose fingerprints differ replaced; False when the table must be rewritten
     whole (its counts still differ: a part column of an unexpected type)."""
@@ -201,7 +212,7 @@ def _parts(con, dst: str, src: str, columns: list[str], before: Parts, now: Part
         return True
     where = part_filter(columns, changed)
     con.execute(f"DELETE FROM {dst} WHERE {where}")
-    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {src} WHERE {where}").fetchone()[0]
+    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {rel} WHERE {where}").fetchone()[0]
     report.parts += len(changed)
     report.rows += n
     return _same_count(con, dst, src)
@@ -212,7 +223,8 @@ def _same_count(con, dst: str, src: str) -> bool:
     return bool(con.execute(count).fetchone()[0])
 
 
-def _rows(con, dst: str, src: str, key: list[str], before, now, report: SyncReport) -> bool:
+def _rows(con, dst: str, src: str, rel: str, key: list[str], before, now,
+          report: SyncReport) -> bool:
     """The rows stamped after `before`'s newest replace those of their keys; False when the
     table must be rewritten whole (its counts still differ: a row left without replacement)."""
     if before == now:
@@ -221,9 +233,9 @@ def _rows(con, dst: str, src: str, key: list[str], before, now, report: SyncRepo
         return False
     on = " AND ".join(f"d.{ident(k)} IS NOT DISTINCT FROM n.{ident(k)}" for k in key)
     cols = ", ".join(ident(k) for k in key)
-    con.execute(f"DELETE FROM {dst} d USING (SELECT DISTINCT {cols} FROM {src} WHERE built_at > ?)"
+    con.execute(f"DELETE FROM {dst} d USING (SELECT DISTINCT {cols} FROM {rel} WHERE built_at > ?)"
                 f" n WHERE {on}", [before[1]])
-    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {src} WHERE built_at > ?",
+    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {rel} WHERE built_at > ?",
                     [before[1]]).fetchone()[0]
     report.parts += 1
     report.rows += n

@@ -1,0 +1,46 @@
+"""What analysts see instead of a user: a keyed pseudonym, `p` + the first 24 hex digits of
+HMAC-SHA256 under a key derived from the privacy key. Computed inside DuckDB (sha256 of the
+padded key blocks, the HMAC construction itself) while the analysts' snapshot is written, so
+the same user has the same pseudonym in every table and joins keep working. Session ids too:
+a session derived by dbt is named after its user (`<user_id>~s<time>`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from shoprec.config import Settings
+
+COLUMNS = ("user_id", "session_id")  # replaced by pseudonyms in the analysts' snapshot
+DIGITS = 24  # 96 bits: no collision among billions of ids
+PURPOSE = b"shoprec analysts' pseudonyms v1"
+
+
+def analysts_key(settings: Settings) -> bytes:
+    from shoprec.privacy.identity import key
+
+    return hmac.new(key(settings), PURPOSE, hashlib.sha256).digest()
+
+
+def pseudonym(k: bytes, value: str) -> str:
+    """The pseudonym of one id, as the SQL of `sql` computes it."""
+    return "p" + hmac.new(k, value.encode(), hashlib.sha256).hexdigest()[:DIGITS]
+
+
+def sql(k: bytes, expr: str) -> str:
+    """DuckDB SQL of the pseudonym of `expr` (NULL stays NULL). The key's blocks are hex
+    literals of this statement only: DuckDB keeps no query text in the file."""
+    block = k.ljust(64, b"\0")
+    ipad = bytes(b ^ 0x36 for b in block).hex()
+    opad = bytes(b ^ 0x5C for b in block).hex()
+    inner = f"unhex(sha256(unhex('{ipad}') || encode(CAST({expr} AS VARCHAR))))"
+    return f"('p' || left(sha256(unhex('{opad}') || {inner}), {DIGITS}))"
+
+
+def relation(k: bytes, qualified: str, columns: list[str]) -> str:
+    """The rows of a table as analysts get them (a subquery; the table itself when it holds no
+    id to replace)."""
+    from shoprec.transform.snapshot_sync import ident
+
+    swap = [f"{sql(k, ident(c))} AS {ident(c)}" for c in columns if c in COLUMNS]
+    return f"(SELECT * REPLACE ({', '.join(swap)}) FROM {qualified})" if swap else qualified
