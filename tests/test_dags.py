@@ -365,3 +365,35 @@ def test_rerunning_an_interval_changes_nothing_and_a_backfill_adds_its_days(
     assert after["validated"][-1] == "2026-01-08" and after["landing"] == []
     assert after["marts.fct_events"][0] > first["marts.fct_events"][0]
     assert after["online"] != first["online"]
+
+
+def test_the_privacy_dag_forgets_a_user_named_by_a_token(dagbag, shoprec_home, restore_environ):
+    """The manual DAG, triggered as the form sends it with `hmac:<token>`: the user is gone,
+    and Airflow's record of the run (its conf, the task's XCom) names no one."""
+    import json
+
+    import duckdb
+
+    from shoprec.features.materialize import materialize
+    from shoprec.privacy.find import find_user
+    from shoprec.privacy.identity import key, parse_request
+    from shoprec.transform import transform
+    from shoprec.validation import validate
+
+    s = Settings(home=shoprec_home)
+    simulate("tiny", seed=5, days=2, settings=s)
+    assert all(r.ok for r in validate(settings=s, workers=1))
+    transform(settings=s)
+    materialize(settings=s)
+    with duckdb.connect(str(s.internal_snapshot("shop")), read_only=True) as con:
+        user = con.execute("select user_id from marts.fct_events order by event_id "
+                           "limit 1").fetchone()[0]
+    token = "hmac:" + parse_request(key(s), user)
+    dag = dagbag.get_dag("shoprec_privacy")
+    dr = dag.test(run_conf={"user": token, "dataset": "shop"})
+    assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert find_user(s, "shop", user) == {}
+    [ti] = dr.get_task_instances()
+    out = ti.xcom_pull(task_ids="forget_user")
+    assert out["user"] == token and out["removed"]["lake validated/events"] > 0
+    assert user not in json.dumps(dr.conf) + json.dumps(out)
