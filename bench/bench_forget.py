@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from bench.bench_scale import _published
 from bench.report import run_measured, write_section
 from shoprec.config import Settings
 
@@ -44,8 +45,9 @@ def main(scale: str = "large", home: Path | None = None) -> None:
         if own:
             for cmd in (["data", "simulate", "--scale", scale, "--days", str(DAYS[scale])],
                         ["validate"], ["transform"], ["features", "materialize"]):
-                t, _, _ = run_measured([BIN, *cmd], env)
-                built.append(f"`shoprec {' '.join(cmd)}` {t:.1f} s")
+                t, _, out = run_measured([BIN, *cmd], env)
+                how = f" (snapshots: {_published(out)})" if cmd == ["transform"] else ""
+                built.append(f"`shoprec {' '.join(cmd)}` {t:.1f} s{how}")
                 print(built[-1])
         user, n, total = busiest(home)
         t_forget, rss, out = run_measured([BIN, "privacy", "forget", user], env)

@@ -42,7 +42,7 @@ def test_unknown_scale_is_a_clear_error(shoprec_home):
 def test_training_before_the_warehouse_exists_names_the_missing_step(shoprec_home):
     result = runner.invoke(app, ["train", "--dataset", "acme"])
     assert result.exit_code != 0
-    assert "no analytics snapshot for dataset 'acme'" in str(result.exception)
+    assert "no published warehouse for dataset 'acme'" in str(result.exception)
     assert "shoprec transform --dataset acme" in str(result.exception)
     result = runner.invoke(app, ["evaluate", "--dataset", "acme"])
     assert "no exported run for 'acme'" in str(result.exception)
