@@ -415,7 +415,7 @@ def test_posted_events_change_the_next_recommendations(backend, request):
     r = server.post_events(batch)
     assert r.status_code == 202, r.text
     assert r.json() == {"accepted": 3, "duplicates": 0, "pushed": 3, "live_features": "fresh",
-                        "detail": None}
+                        "detail": None, "forgotten": 0}
     after = server.recommend(user)
     assert [i["item_id"] for i in after["items"]] != ids
     _, want, f = expected(s, user, 20)

@@ -153,7 +153,7 @@ def test_increments_build_what_a_full_rebuild_builds(tmp_path):
 
 def test_analyst_connection_never_blocks_or_sees_half_a_build(built):
     s, _ = built
-    link = s.internal_snapshot("shop")
+    link = s.analytics_snapshot("shop")
     reader = duckdb.connect(str(link), read_only=True)
     counts, errors = [], []
     done = threading.Event()
