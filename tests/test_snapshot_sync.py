@@ -42,16 +42,16 @@ def _content(path: Path | str, writable: bool = False) -> dict:
 def _analysts(s: Settings) -> dict:
     """`_content` of the warehouse as the analysts' snapshot must hold it: each table through
     the pseudonyms, no views."""
-    from shoprec.privacy.pseudonym import analysts_key, relation
+    from shoprec.privacy.pseudonym import analysts_key, select
 
     k = analysts_key(s)
     with duckdb.connect(str(s.warehouse())) as con:
         db = con.execute("select current_database()").fetchone()[0]
         out = {}
         for (schema, table), cols in snapshot_sync.tables(con, db).items():
-            rel = relation(k, f'"{schema}"."{table}"', [c for c, _ in cols])
+            rows = select(k, f'"{schema}"."{table}"', [c for c, _ in cols], "TRUE")
             out[(schema, table)] = con.execute(
-                f"select count(*), sum(hash(t)) from {rel} t").fetchone()
+                f"select count(*), sum(hash(t)) from ({rows}) t").fetchone()
         out["views"] = []
         out["comments"] = sorted(con.execute(
             "select schema_name, table_name, comment from duckdb_tables() where comment is not "

@@ -37,10 +37,20 @@ def sql(k: bytes, expr: str) -> str:
     return f"('p' || left(sha256(unhex('{opad}') || {inner}), {DIGITS}))"
 
 
-def relation(k: bytes, qualified: str, columns: list[str]) -> str:
-    """The rows of a table as analysts get them (a subquery; the table itself when it holds no
-    id to replace)."""
+def select(k: bytes, qualified: str, columns: list[str], where: str) -> str:
+    """The SELECT of a table's rows (those matching `where`) as analysts get them. Each distinct
+    id is hashed once and joined back: at 10M events, HMAC per row took ~70 s per full write."""
     from shoprec.transform.snapshot_sync import ident
 
-    swap = [f"{sql(k, ident(c))} AS {ident(c)}" for c in columns if c in COLUMNS]
-    return f"(SELECT * REPLACE ({', '.join(swap)}) FROM {qualified})" if swap else qualified
+    ids = [c for c in columns if c in COLUMNS]
+    if not ids:
+        return f"SELECT * FROM {qualified} WHERE {where}"
+    values = " UNION ALL ".join(f"SELECT CAST({ident(c)} AS VARCHAR) AS v FROM _rows"
+                                for c in ids)
+    joins = " ".join(f"LEFT JOIN _map m{i} ON m{i}.v = CAST(_rows.{ident(c)} AS VARCHAR)"
+                     for i, c in enumerate(ids))
+    swap = ", ".join(f"m{i}.p AS {ident(c)}" for i, c in enumerate(ids))
+    return (f"WITH _rows AS (SELECT * FROM {qualified} WHERE {where}), "
+            f"_ids AS (SELECT DISTINCT v FROM ({values}) WHERE v IS NOT NULL), "
+            f"_map AS (SELECT v, {sql(k, 'v')} AS p FROM _ids) "
+            f"SELECT _rows.* REPLACE ({swap}) FROM _rows {joins}")

@@ -114,8 +114,8 @@ def _publish_analysts(settings: Settings, dataset: str, src: Path, stamp: str,
     snap = folder / f"{dataset}-{stamp}.duckdb"
     k = pseudonym.analysts_key(settings)
 
-    def rows(qualified: str, columns: list[str]) -> str:
-        return pseudonym.relation(k, qualified, columns)
+    def rows(qualified: str, columns: list[str], where: str) -> str:
+        return pseudonym.select(k, qualified, columns, where)
 
     how = None if rebuilt else _sync_one(_older(settings, dataset, folder, link), src, snap,
                                          keys, rows)

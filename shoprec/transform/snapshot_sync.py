@@ -14,9 +14,10 @@ invocation's start time (`built_at`; `loaded_at` in the event tables), so:
 Tables whose columns changed are rewritten whole; views and comments are re-created (cheap).
 The whole sync is one transaction: killed halfway, the file is as it was.
 
-`rows` makes the copy differ from its source: the rows written are those of a relation per table
-(the analysts' snapshot: ids replaced by pseudonyms), while fingerprints and counts still read
-the source's own tables (the same rows, one to one, so they change exactly when the copy must).
+`rows` makes the copy differ from its source: the rows written are those of a SELECT per table and
+condition (the analysts' snapshot: ids replaced by pseudonyms), while fingerprints and counts still
+read the source's own tables (the same rows, one to one, so they change exactly when the copy
+must).
 """
 
 from __future__ import annotations
@@ -128,7 +129,12 @@ def has_meta(con, db: str) -> bool:
 
 
 Keys = dict[tuple[str, str], list[str]]  # (schema, table) → dbt's unique_key
-Rows = Callable[[str, list[str]], str]  # (qualified source table, its columns) → a relation
+# (qualified source table, its columns, a condition) → the SELECT of the rows to write
+Rows = Callable[[str, list[str], str], str]
+
+
+def plain_rows(src: str, _columns: list[str], where: str) -> str:
+    return f"SELECT * FROM {src} WHERE {where}"
 
 
 def record_all(con, db: str, keys: Keys) -> None:
@@ -157,7 +163,7 @@ def sync(con, db: str, source: str, keys: Keys, rows: Rows | None = None,
     (the analysts' copy has none: dbt's staging views read the lake's raw files)."""
     try:
         con.execute("BEGIN TRANSACTION")
-        report = _sync(con, db, source, keys, rows or (lambda q, _c: q), views)
+        report = _sync(con, db, source, keys, rows or plain_rows, views)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -184,17 +190,19 @@ def _sync(con, db: str, source: str, keys: Keys, rows: Rows, views: bool) -> Syn
         key = keys.get((schema, table))
         whole = by_row(names, key)
         dst, src = _qualified(db, schema, table), _qualified(source, schema, table)
-        rel = rows(src, names)
+
+        def select(where: str, src=src, names=names) -> str:
+            return rows(src, names, where)
         now = fingerprints(con, source, schema, table, names, whole)
         before = marks.get((schema, table))
         same = have.get((schema, table)) == cols and before is not None \
             and (WHOLE in before) == whole
         if same and whole:
-            same = _rows(con, dst, src, rel, key, before.get(WHOLE), now.get(WHOLE), report)
+            same = _rows(con, dst, src, select, key, before.get(WHOLE), now.get(WHOLE), report)
         elif same:
-            same = _parts(con, dst, src, rel, names, before, now, report)
+            same = _parts(con, dst, src, select, names, before, now, report)
         if not same:
-            con.execute(f"CREATE OR REPLACE TABLE {dst} AS SELECT * FROM {rel}")
+            con.execute(f"CREATE OR REPLACE TABLE {dst} AS {select('TRUE')}")
             report.replaced.append(f"{schema}.{table}")
         record(con, schema, table, now)
     if views:
@@ -203,8 +211,8 @@ def _sync(con, db: str, source: str, keys: Keys, rows: Rows, views: bool) -> Syn
     return report
 
 
-def _parts(con, dst: str, src: str, rel: str, columns: list[str], before: Parts, now: Parts,
-           report: SyncReport) -> bool:
+def _parts(con, dst: str, src: str, select: Callable[[str], str], columns: list[str],
+           before: Parts, now: Parts, report: SyncReport) -> bool:
     """The parts whose fingerprints differ replaced; False when the table must be rewritten
     whole (its counts still differ: a part column of an unexpected type)."""
     changed = sorted(p for p in set(now) | set(before) if now.get(p) != before.get(p))
@@ -212,7 +220,7 @@ def _parts(con, dst: str, src: str, rel: str, columns: list[str], before: Parts,
         return True
     where = part_filter(columns, changed)
     con.execute(f"DELETE FROM {dst} WHERE {where}")
-    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {rel} WHERE {where}").fetchone()[0]
+    n = con.execute(f"INSERT INTO {dst} {select(where)}").fetchone()[0]
     report.parts += len(changed)
     report.rows += n
     return _same_count(con, dst, src)
@@ -223,7 +231,7 @@ def _same_count(con, dst: str, src: str) -> bool:
     return bool(con.execute(count).fetchone()[0])
 
 
-def _rows(con, dst: str, src: str, rel: str, key: list[str], before, now,
+def _rows(con, dst: str, src: str, select: Callable[[str], str], key: list[str], before, now,
           report: SyncReport) -> bool:
     """The rows stamped after `before`'s newest replace those of their keys; False when the
     table must be rewritten whole (its counts still differ: a row left without replacement)."""
@@ -233,10 +241,10 @@ def _rows(con, dst: str, src: str, rel: str, key: list[str], before, now,
         return False
     on = " AND ".join(f"d.{ident(k)} IS NOT DISTINCT FROM n.{ident(k)}" for k in key)
     cols = ", ".join(ident(k) for k in key)
-    con.execute(f"DELETE FROM {dst} d USING (SELECT DISTINCT {cols} FROM {rel} WHERE built_at > ?)"
-                f" n WHERE {on}", [before[1]])
-    n = con.execute(f"INSERT INTO {dst} SELECT * FROM {rel} WHERE built_at > ?",
-                    [before[1]]).fetchone()[0]
+    newer = select("built_at > ?")
+    con.execute(f"DELETE FROM {dst} d USING (SELECT DISTINCT {cols} FROM ({newer})) n WHERE {on}",
+                [before[1]])
+    n = con.execute(f"INSERT INTO {dst} {newer}", [before[1]]).fetchone()[0]
     report.parts += 1
     report.rows += n
     return _same_count(con, dst, src)
