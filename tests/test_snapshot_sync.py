@@ -40,22 +40,25 @@ def _content(path: Path | str, writable: bool = False) -> dict:
 
 
 def _analysts(s: Settings) -> dict:
-    """`_content` of the warehouse as the analysts' snapshot must hold it: each table through
-    the pseudonyms, no views."""
+    """`_content` of the warehouse as the analysts' snapshot must hold it: each table of the
+    analysts' schemas through the pseudonyms, no views."""
     from shoprec.privacy.pseudonym import analysts_key, select
+    from shoprec.transform.publish import ANALYSTS_SCHEMAS
 
     k = analysts_key(s)
     with duckdb.connect(str(s.warehouse())) as con:
         db = con.execute("select current_database()").fetchone()[0]
         out = {}
-        for (schema, table), cols in snapshot_sync.tables(con, db).items():
+        copied = {t: c for t, c in snapshot_sync.tables(con, db).items()
+                  if t[0] in ANALYSTS_SCHEMAS}
+        for (schema, table), cols in copied.items():
             rows = select(k, f'"{schema}"."{table}"', [c for c, _ in cols], "TRUE")
             out[(schema, table)] = con.execute(
                 f"select count(*), sum(hash(t)) from ({rows}) t").fetchone()
         out["views"] = []
-        out["comments"] = sorted(con.execute(
+        out["comments"] = sorted(c for c in con.execute(
             "select schema_name, table_name, comment from duckdb_tables() where comment is not "
-            "null and database_name = ?", [db]).fetchall())
+            "null and database_name = ?", [db]).fetchall() if (c[0], c[1]) in copied)
         return out
 
 

@@ -156,14 +156,15 @@ def recorded(con) -> dict[tuple[str, str], Parts]:
 
 
 def sync(con, db: str, source: str, keys: Keys, rows: Rows | None = None,
-         views: bool = True) -> SyncReport:
+         views: bool = True, schemas: tuple[str, ...] | None = None) -> SyncReport:
     """Make database `db` hold what database `source` holds (both attached to `con`, `source`
     in use); `keys`: the unique keys of dbt's delete+insert models (from its manifest); `rows`:
     the rows to write of each table (default: the table's own); `views`: re-create the views
-    (the analysts' copy has none: dbt's staging views read the lake's raw files)."""
+    (the analysts' copy has none: dbt's staging views read the lake's raw files); `schemas`:
+    only the tables of these (default: all)."""
     try:
         con.execute("BEGIN TRANSACTION")
-        report = _sync(con, db, source, keys, rows or plain_rows, views)
+        report = _sync(con, db, source, keys, rows or plain_rows, views, schemas)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -174,11 +175,13 @@ def sync(con, db: str, source: str, keys: Keys, rows: Rows | None = None,
     return report
 
 
-def _sync(con, db: str, source: str, keys: Keys, rows: Rows, views: bool) -> SyncReport:
+def _sync(con, db: str, source: str, keys: Keys, rows: Rows, views: bool,
+          schemas: tuple[str, ...] | None) -> SyncReport:
     report = SyncReport()
     con.execute("USE " + ident(db))
     init_meta(con)
     want, have, marks = tables(con, source), tables(con, db), recorded(con)
+    want = {k: v for k, v in want.items() if schemas is None or k[0] in schemas}
     for schema, table in set(have) - set(want):
         con.execute(f"DROP TABLE {_qualified(db, schema, table)}")
         record(con, schema, table, {})
@@ -207,7 +210,7 @@ def _sync(con, db: str, source: str, keys: Keys, rows: Rows, views: bool) -> Syn
         record(con, schema, table, now)
     if views:
         _views(con, db, source)
-    _comments(con, db, source)
+    _comments(con, db, source, set(want))
     return report
 
 
@@ -262,16 +265,20 @@ def _views(con, db: str, source: str) -> None:
         con.execute(sql)
 
 
-def _comments(con, db: str, source: str) -> None:
+def _comments(con, db: str, source: str, copied: set[tuple[str, str]]) -> None:
     """dbt's persisted docs (table and column comments), as the warehouse has them."""
     for schema, table, comment in con.execute(
             "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE database_name = ? "
             "AND comment IS NOT NULL", [source]).fetchall():
+        if (schema, table) not in copied:
+            continue
         con.execute(f"COMMENT ON TABLE {_qualified(db, schema, table)} IS {sql_literal(comment)}")
     for schema, table, col, comment in con.execute(
             "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() WHERE "
             "database_name = ? AND comment IS NOT NULL AND table_name IN (SELECT table_name "
             "FROM duckdb_tables() t WHERE t.database_name = ? AND t.schema_name = "
             "duckdb_columns.schema_name)", [source, source]).fetchall():
+        if (schema, table) not in copied:
+            continue
         con.execute(f"COMMENT ON COLUMN {_qualified(db, schema, table)}.{ident(col)} IS "
                     f"{sql_literal(comment)}")
