@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Iterable
 
 from shoprec.config import Settings
@@ -23,21 +24,30 @@ def key(settings: Settings) -> bytes:
         return settings.privacy.key.get_secret_value().encode()
     path = settings.privacy_key_file()
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # two creators: one wins
-        try:
-            os.write(fd, secrets.token_hex(32).encode())
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
+        _create_key(path)
+    for _ in range(100):  # another process may have created it and not written it yet
+        text = path.read_text().strip()
+        if text:
+            return text.encode()
+        time.sleep(0.01)
+    raise UsageError(f"{path}: the privacy key file is empty; delete it (nothing was "
+                     "forgotten under it) or set SHOPREC_PRIVACY__KEY")
+
+
+def _create_key(path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # created by another process meanwhile: theirs is the key
+        return
+    try:
+        os.write(fd, secrets.token_hex(32).encode())
+        os.fsync(fd)
+    except BaseException:
         os.close(fd)
-    text = path.read_text().strip()
-    if not text:
-        raise UsageError(f"{path}: the privacy key file is empty; delete it (nothing was "
-                         "forgotten under it) or set SHOPREC_PRIVACY__KEY")
-    return text.encode()
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
 
 
 def user_hmac(k: bytes, user_id: str) -> str:
