@@ -6,6 +6,7 @@ behind `shoprec privacy find` and the proof of a forget."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,11 +46,11 @@ def find_user(settings: Settings, dataset: str, user_id: str,
     return hits
 
 
-def _match(cols: list[str], ids: list[str]) -> tuple[str, list] | None:
+def _match(cols: list[str], user_id: str, ids: list[str]) -> tuple[str, list] | None:
     conds, params = [], []
     if "user_id" in cols:
         conds.append("CAST(user_id AS VARCHAR) = ?")
-        params.append(None)  # the user id, filled by the caller
+        params.append(user_id)
     if "event_id" in cols and ids:
         conds.append("CAST(event_id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))")
         params.append(ids)
@@ -62,17 +63,15 @@ def _parquet(path: Path, user_id: str, ids: list[str]) -> int:
     with duckdb.connect() as con:
         cols = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)",
                                           [str(path)]).fetchall()]
-        m = _match(cols, ids)
+        m = _match(cols, user_id, ids)
         if m is None:
             return 0
         where, params = m
-        params = [user_id if p is None else p for p in params]
         return con.execute(f"SELECT count(*) FROM read_parquet(?) WHERE {where}",
                            [str(path), *params]).fetchone()[0]
 
 
 def _duckdb(path: Path, user_id: str, ids: list[str]) -> dict[str, int]:
-
     from shoprec.transform.snapshot_sync import ident
 
     out = {}
@@ -83,11 +82,10 @@ def _duckdb(path: Path, user_id: str, ids: list[str]) -> dict[str, int]:
             "(SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_type = 'BASE TABLE') GROUP BY ALL").fetchall()
         for schema, table, cols in tables:
-            m = _match(cols, ids)
+            m = _match(cols, user_id, ids)
             if m is None:
                 continue
             where, params = m
-            params = [user_id if p is None else p for p in params]
             n = con.execute(f"SELECT count(*) FROM {ident(schema)}.{ident(table)} WHERE {where}",
                             params).fetchone()[0]
             if n:
@@ -131,7 +129,7 @@ def _sqlite(path: Path, user_id: str, ids: list[str]) -> dict[str, int]:
             if "event_id" in cols and ids:
                 n += con.execute(f"SELECT count(*) FROM {q} WHERE event_id IN "
                                  "(SELECT value FROM json_each(?))",
-                                 (__import__("json").dumps(ids),)).fetchone()[0]
+                                 (json.dumps(ids),)).fetchone()[0]
             if n:
                 out[name] = n
     finally:

@@ -40,14 +40,10 @@ def drop_users(table, k: bytes, wanted: set[str]):
     gone = matching(k, pc.unique(table["user_id"]).to_pylist(), wanted)
     if not gone:
         return table, table.slice(0, 0)
-    hit = pc.fill_null(pc.is_in(table["user_id"], value_set=_strings(gone)), False)
-    return table.filter(pc.invert(hit)), table.filter(hit)
-
-
-def _strings(values: list[str]):
     import pyarrow as pa
 
-    return pa.array(values, pa.string())
+    hit = pc.fill_null(pc.is_in(table["user_id"], value_set=pa.array(gone, pa.string())), False)
+    return table.filter(pc.invert(hit)), table.filter(hit)
 
 
 def purge_file(path: Path, k: bytes, wanted: set[str], before_rewrite=None):
