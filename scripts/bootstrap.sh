@@ -40,7 +40,7 @@ echo "[bootstrap] installing the pinned environment into $VENV (first run takes 
 extra=()
 [ -d /opt/wheels ] && extra+=(--find-links /opt/wheels)
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${extra[@]}" \
-  -c constraints.txt -e '.[dev]'
+  -c constraints.txt -e '.[dev,scale]'
 "$VENV/bin/python" -m pip check
 rm -f "$VENV"/.shoprec-installed-*
 touch "$stamp"

@@ -58,7 +58,10 @@ class FeastSettings(BaseModel):
 
     online_store: str = "sqlite"  # sqlite | redis
     redis_connection: str = "127.0.0.1:6379"  # Feast's connection_string (host:port[,opts])
-    project: str | None = None  # default: shoprec_<dataset>, other characters hex-escaped
+    project: str | None = Field(None, description=(
+        "Feast project (its keys' namespace on Redis); default shoprec_<dataset>, other "
+        "characters hex-escaped. `{home_id}` and `{dataset}` in it are filled in, so that "
+        "several homes share one Redis (e.g. s{home_id}_{dataset})."))
     engine: Literal["shoprec", "local"] = Field("shoprec", description=(
         "Materialization engine: Feast's local engine with Shoprec's faster conversion and "
         "SQLite writes (features/engine.py, the same online bytes), or Feast's own `local`."))
@@ -251,8 +254,13 @@ class Settings(BaseSettings):
     scale: str = Field(default="small", description="Default simulator scale for the demo.")
 
     # object storage: a local directory by default, s3://bucket/prefix at scale
-    storage_uri: str | None = None
-    s3_endpoint_url: str | None = None
+    storage_uri: str | None = Field(default=None, description=(
+        "s3://bucket/prefix: the lake's zones and the model registry live there, under the "
+        "same relative paths as in the home. `{home_id}` in it stands for Settings.home_id, "
+        "so that several homes share one bucket (CI's scaled mode, per-developer sandboxes)."))
+    s3_endpoint_url: str | None = Field(default=None, description=(
+        "S3-compatible endpoint (MinIO, moto's server); default: AWS. Credentials come only "
+        "from the environment / boto3's chain (AWS_ACCESS_KEY_ID, ...)."))
 
     session_gap_minutes: int = Field(default=30, ge=1, description=(
         "Where events carry no session_id, a user's session ends after this much inactivity: "
@@ -279,6 +287,29 @@ class Settings(BaseSettings):
     @property
     def root(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def home_id(self) -> str:
+        """A short stable name of this home (12 hex digits of its path's SHA-256): what
+        `{home_id}` in storage_uri and feast.project stands for."""
+        import hashlib
+
+        return hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+
+    def storage_root(self) -> str | None:
+        """`storage_uri` with `{home_id}` filled in and no trailing '/' (None: local only)."""
+        if not self.storage_uri:
+            return None
+        return self.storage_uri.replace("{home_id}", self.home_id).rstrip("/")
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _storage_uri_is_s3(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith("s3://") or not v.removeprefix("s3://").split("/")[0]:
+            raise ValueError(f"storage_uri {v!r} must be s3://bucket[/prefix]")
+        return v
 
     @field_validator("home")
     @classmethod
@@ -524,8 +555,9 @@ class Settings(BaseSettings):
         """A location as a URI: `file://` today; under `storage_uri` (s3://…) once a stage
         lives on object storage, with the same path relative to the home."""
         path = Path(path)
-        if self.storage_uri and path.is_relative_to(self.root):
-            return f"{self.storage_uri.rstrip('/')}/{path.relative_to(self.root).as_posix()}"
+        root = self.storage_root()
+        if root and path.is_relative_to(self.root):
+            return f"{root}/{path.relative_to(self.root).as_posix()}"
         return path.resolve().as_uri()
 
     def online_store_uri(self, dataset: str | None = None) -> str:

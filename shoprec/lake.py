@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from shoprec.atomic import atomic_path, write_text
 from shoprec.config import Settings, get_settings
+from shoprec.lake_sync import synced
 from shoprec.names import check_name, inside, is_name
 
 ZONES = ("landing", "validated", "quarantine")
@@ -38,6 +39,7 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=1 << 20)
 
 
+@synced()
 def write_batch(
     batch_id: str,
     tables: dict[str, pa.Table],

@@ -24,6 +24,7 @@ from shoprec.lake import (
     find_batch,
     iter_files,
 )
+from shoprec.lake_sync import synced
 from shoprec.names import check_name, inside
 from shoprec.validation.ledger import append_ledger
 
@@ -101,6 +102,7 @@ def _to_quarantine(settings: Settings, dataset: str | None, batch_dir: Path, sta
     return dst
 
 
+@synced()
 def retract(batch_id: str, reason: str, *, dataset: str | None = None,
             settings: Settings | None = None) -> Move:
     """Take a validated batch back: it moves to quarantine with the reason; derived data is
@@ -120,6 +122,7 @@ def retract(batch_id: str, reason: str, *, dataset: str | None = None,
     return Move(batch_id, "retracted", dst, reason)
 
 
+@synced()
 def requeue(batch_id: str, *, dataset: str | None = None,
             settings: Settings | None = None) -> Move:
     """A batch the gate quarantined goes back to landing, to be judged again by the rules as
@@ -195,6 +198,7 @@ def _same_bytes(path: Path, table) -> bool:
     return path.is_file() and path.read_bytes() == buf.getvalue()
 
 
+@synced()
 def land_tables(batch_id: str, tables: dict, *, dataset: str | None = None,
                 settings: Settings | None = None, source: str | None = None,
                 ) -> tuple[Path, str]:
@@ -241,6 +245,7 @@ def land_tables(batch_id: str, tables: dict, *, dataset: str | None = None,
     return path, "new version"
 
 
+@synced()
 def land_version(batch_id: str, source_dir: Path, *, dataset: str | None = None,
                  settings: Settings | None = None) -> Move:
     """`shoprec lake replace`: land a corrected version of a batch (its parquet files in

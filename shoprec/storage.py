@@ -311,3 +311,38 @@ def store_from_settings(settings: Settings) -> LocalStore | S3Store:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         return S3Store(bucket, prefix, endpoint_url=endpoint, region=r.region)
     return LocalStore(settings.model_registry())
+
+
+def ensure_bucket(settings: Settings) -> str:
+    """Create the bucket of `storage_uri` (and of `registry.bucket`) unless it exists: a
+    cluster's first start (infra/docker-compose.yaml's minio-init). Returns what it did."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    endpoint = settings.registry.endpoint_url or settings.s3_endpoint_url
+    root = settings.storage_root()
+    buckets = {b for b in (root.removeprefix("s3://").split("/")[0] if root else None,
+                           settings.registry.bucket) if b}
+    if not buckets:
+        return "no bucket configured (SHOPREC_STORAGE_URI unset): the local directory is used"
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint,
+                                            region_name=settings.registry.region)
+    done = []
+    for bucket in sorted(buckets):
+        try:
+            client.head_bucket(Bucket=bucket)
+            done.append(f"{bucket}: exists")
+        except ClientError:
+            client.create_bucket(Bucket=bucket)
+            done.append(f"{bucket}: created")
+    return "; ".join(done)
+
+
+if __name__ == "__main__":  # python -m shoprec.storage ensure-bucket
+    import sys
+
+    from shoprec.config import get_settings
+
+    if sys.argv[1:] != ["ensure-bucket"]:
+        raise SystemExit("usage: python -m shoprec.storage ensure-bucket")
+    print(ensure_bucket(get_settings()))

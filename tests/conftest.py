@@ -20,6 +20,24 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="shoprec-test-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 
+# SHOPREC_SCALED=1: the whole suite against S3 (moto's server), Redis and PostgreSQL on loopback
+from tests import scaled  # noqa: E402
+
+_SCALED = scaled.start(Path(tempfile.mkdtemp(prefix="shoprec-scaled-"))) \
+    if scaled.enabled() else None
+
+
+def pytest_report_header(config) -> str:
+    if _SCALED is None:
+        return "shoprec: default mode (local lake and registry, SQLite online store)"
+    keys = ("SHOPREC_STORAGE_URI", "SHOPREC_S3_ENDPOINT_URL", "SHOPREC_FEAST__REDIS_CONNECTION")
+    return "shoprec: SCALED mode: " + ", ".join(f"{k}={os.environ[k]}" for k in keys)
+
+
+def pytest_unconfigure(config) -> None:
+    if _SCALED is not None:
+        _SCALED.close()
+
 
 @pytest.fixture
 def shoprec_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -3,67 +3,16 @@ process on loopback, not a Python mock), and no key escapes the store."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from shoprec.config import Settings
 from shoprec.names import InvalidName
 from shoprec.storage import LocalStore, ObjectNotFound, S3Store, StorageError, store_from_settings
-
-FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_moto_server(tmp: Path) -> Iterator[str]:
-    """A moto S3 server process on a free loopback port, with fake credentials in the
-    environment (never real ones: the boto3 config files are pointed at nothing)."""
-    port = _free_port()
-    script = Path(sys.executable).with_name("moto_server")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-    log = open(tmp / "moto.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in FAKE_AWS.items():
-            mp.setenv(k, v)
-        mp.setenv("AWS_CONFIG_FILE", str(tmp / "no-aws-config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "no-aws-credentials"))
-        mp.delenv("AWS_PROFILE", raising=False)
-        try:
-            end = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(
-                        ("127.0.0.1", port), timeout=0.5):
-                    break
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError("moto server did not start: "
-                                       + (tmp / "moto.log").read_text()[-2000:])
-                time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+from tests.scaled import running_moto_server  # noqa: F401 - test_registry imports it here
 
 
 def new_s3_store(endpoint: str, prefix: str = "registry") -> S3Store:
@@ -140,13 +89,19 @@ def test_local_store_writes_atomically_and_stays_inside(tmp_path):
 
 
 def test_store_from_settings(tmp_path):
-    local = store_from_settings(Settings(home=tmp_path))
+    local = store_from_settings(Settings(home=tmp_path, storage_uri=None))  # the default
     assert isinstance(local, LocalStore)
     assert local.directory == Settings(home=tmp_path).model_registry()
     s3 = store_from_settings(Settings(home=tmp_path, registry={"bucket": "b", "prefix": "p/q"}))
     assert isinstance(s3, S3Store) and s3.uri("x") == "s3://b/p/q/x"
     by_uri = store_from_settings(Settings(home=tmp_path, storage_uri="s3://lake/shoprec"))
     assert isinstance(by_uri, S3Store) and by_uri.uri("x") == "s3://lake/shoprec/registry/x"
+    # one bucket shared by several homes: {home_id} keeps them apart
+    a, b = (Settings(home=tmp_path / n, storage_uri="s3://lake/{home_id}") for n in "ab")
+    assert store_from_settings(a).uri() == f"s3://lake/{a.home_id}/registry" != \
+        store_from_settings(b).uri()
+    with pytest.raises(ValueError, match="s3://bucket"):
+        Settings(home=tmp_path, storage_uri="/data/lake")
 
 
 def test_unreachable_bucket_is_one_line(s3_endpoint):

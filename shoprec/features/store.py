@@ -27,10 +27,12 @@ def project_name(settings: Settings, dataset: str) -> str:
     hex code), so that no two datasets share a project, and its keys on a shared Redis, while
     the name keeps to Feast's [A-Za-z0-9_]: `shop` -> shoprec_shop, `ml-100k` ->
     shoprec_ml_2d100k, `a_b` -> shoprec_a_5fb."""
-    if settings.feast.project:
-        return settings.feast.project
-    return "shoprec_" + "".join(chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}"
-                                for b in dataset.encode())
+    escaped = "".join(chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}"
+                      for b in dataset.encode())
+    if settings.feast.project:  # `{home_id}` / `{dataset}` in it: homes sharing one Redis
+        return settings.feast.project.replace("{home_id}", settings.home_id) \
+            .replace("{dataset}", escaped)
+    return "shoprec_" + escaped
 
 
 class _FileRegistryAdvice(logging.Filter):

@@ -45,6 +45,7 @@ from shoprec.config import Settings, get_settings
 from shoprec.contract import conform
 from shoprec.importers import ImportReport
 from shoprec.lake import find_batch, write_batch
+from shoprec.lake_sync import synced
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class SourceUnavailable(RuntimeError):
     """No local copy, no download: the message lists what was tried."""
 
 
+@synced()
 def import_movielens(dataset: str = "ml-100k", source: Path | None = None,
                      settings: Settings | None = None) -> ImportReport:
     """Import ML-100K into `dataset` as landing batch `ml-100k`; a no-op when it landed before."""

@@ -55,6 +55,7 @@ from shoprec.contract import (
 )
 from shoprec.importers import ImportReport
 from shoprec.lake import iter_files, write_parquet
+from shoprec.lake_sync import synced
 from shoprec.lifecycle import land_tables
 from shoprec.names import check_name
 
@@ -144,6 +145,7 @@ class _Prepared:
     notes: list[str]
 
 
+@synced()
 def import_file(
     path: Path | str,
     kind: str = "events",
@@ -168,6 +170,7 @@ def import_file(
     return _land(dataset, batch_id or default_batch_id(path), [prepared], str(path), settings)
 
 
+@synced()
 def import_dir(
     directory: Path | str,
     mappings: dict[str, dict[str, str]] | None = None,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from shoprec.config import Settings, get_settings
+from shoprec.lake_sync import synced
 from shoprec.privacy import log
 from shoprec.privacy.identity import TOKEN_PREFIX, key, parse_request
 from shoprec.privacy.lake_purge import purge_lake, redact_text
@@ -53,6 +54,7 @@ class ForgetReport:
         return f"{head}{rebuilt} in {self.seconds:.1f} s{tail}"
 
 
+@synced()
 def forget(user: str, *, dataset: str | None = None, settings: Settings | None = None,
            step: Callable[[str], None] | None = None) -> ForgetReport:
     """`user`: a raw user id, or `hmac:<token>` (`shoprec privacy token`), which keeps the raw

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from shoprec import contract
 from shoprec.config import Settings, get_settings
 from shoprec.lake import find_batch, write_batch
+from shoprec.lake_sync import synced
 from shoprec.simulate.day import DayEvents, DayGenerator
 from shoprec.simulate.scales import SCALES, Scale, get_scale
 from shoprec.simulate.world import World, build_world
@@ -111,6 +112,7 @@ def iter_days(scale: Scale, seed: int, start: dt.date = DEFAULT_START, days: int
         yield (start + dt.timedelta(days=d)).isoformat(), tables
 
 
+@synced()
 def simulate(scale: str = "small", *, seed: int = 42, dataset: str | None = None,
              days: int | None = None, start: dt.date = DEFAULT_START,
              settings: Settings | None = None, progress: bool = False,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoprec.config import Settings, get_settings
+from shoprec.lake_sync import synced
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
@@ -80,6 +81,7 @@ def _describe_failure(args: list[str], res) -> str:
     return f"dbt {' '.join(args)} failed: " + ("; ".join(bad) or "see the dbt log")
 
 
+@synced(write=False)
 def transform(*, settings: Settings | None = None, dataset: str | None = None,
               full_refresh: bool = False, select: str | None = None,
               publish: bool = True) -> TransformReport:

@@ -26,6 +26,7 @@ from shoprec.lake import (
     position,
     split_names,
 )
+from shoprec.lake_sync import synced
 from shoprec.names import ALLOWED
 from shoprec.privacy.gate import drop_forgotten
 from shoprec.validation.failures import Failure
@@ -60,6 +61,7 @@ class BatchResult:
 FINAL = {"validated", "quarantined", "retracted", "superseded"}  # verdicts a re-run keeps
 
 
+@synced()
 def validate(batches: Iterable[str] | None = None, *, dataset: str | None = None,
              settings: Settings | None = None, workers: int | None = None,
              force: bool = False, on_batch: Callable[[BatchResult], None] | None = None,
