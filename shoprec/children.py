@@ -127,3 +127,35 @@ def redis_server(prefix: list[str] | None = None, log: Path | None = None,
                 proc.wait()
         if log:
             out.close()
+
+
+@contextlib.contextmanager
+def moto_s3_server(log: Path, timeout_s: float = 60.0) -> Iterator[str]:
+    """The endpoint URL of an S3-compatible server process of the caller's own (moto in server
+    mode, from the dev extra) on a free loopback port; stopped on the way out. Credentials are
+    the caller's business (moto accepts any)."""
+    import sys
+
+    port = free_port()
+    script = Path(sys.executable).with_name("moto_server")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", port), timeout=0.5):
+                break
+            if proc.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from shoprec.config import get_settings
 
-app = typer.Typer(help="The lake's batches: history, retract, replace, requeue.",
+app = typer.Typer(help="The lake's batches: history, sync, retract, replace, requeue.",
                   no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)
 
@@ -21,16 +21,38 @@ def history_cmd(
 ) -> None:
     """The ledger: every verdict and move, oldest first (landed, validated, quarantined,
     waiting, retracted, superseded)."""
+    from shoprec.lake_sync import session
     from shoprec.names import check_name
     from shoprec.validation.ledger import history
 
-    recs = history(get_settings(), dataset, check_name(batch, "batch") if batch else None)
+    s = get_settings()
+    with session(s, dataset, write=False):  # the bucket's ledger when the lake is on S3
+        recs = history(s, dataset, check_name(batch, "batch") if batch else None)
     for r in recs:
         arrival = f" arrival {r['arrival']}" if r.get("arrival") is not None else ""
         typer.echo(f"{r['at'][:19]}  {r['batch_id']:<24} {r['status']:<11}{arrival}  "
                    f"{r.get('reason') or ''}".rstrip())
     if not recs:
         console.print("no records")
+
+
+@app.command("sync")
+def sync_cmd(dataset: str = typer.Option(None, help="Dataset (default: shop).")) -> None:
+    """With the lake on object storage (SHOPREC_STORAGE_URI): bring this home's working copy up
+    to date and upload what it has not uploaded yet (a killed task's changes)."""
+    from shoprec.lake_sync import sync_now
+
+    s = get_settings()
+    done = sync_now(s, dataset)
+    if done is None:
+        console.print("the lake is local (SHOPREC_STORAGE_URI unset): nothing to sync")
+        return
+    pulled, pushed = done
+    console.print(f"[green]synced[/] {s.uri(s.lake(dataset))}: pulled {pulled.downloaded} "
+                  f"file(s) ({pulled.bytes / 2**20:.1f} MiB), removed {pulled.deleted}, in "
+                  f"{pulled.seconds:.1f} s; pushed {pushed.uploaded} ({pushed.bytes / 2**20:.1f} "
+                  f"MiB), deleted {pushed.deleted}, in {pushed.seconds:.1f} s",
+                  markup=True, highlight=False)
 
 
 @app.command("retract")

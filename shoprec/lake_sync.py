@@ -277,6 +277,21 @@ def session(settings: Settings | None = None, dataset: str | None = None, *,
             del held[key]
 
 
+def sync_now(settings: Settings, dataset: str | None = None) -> tuple[Synced, Synced] | None:
+    """`shoprec lake sync`: pull what changed elsewhere, push what this home has not pushed
+    yet (a killed task's changes), under the lease. None when the lake is local only."""
+    store = lake_store(settings, dataset)
+    if store is None:
+        return None
+    copy = WorkingCopy(settings, dataset, store)
+    lease = Lease(store)
+    lease.acquire()
+    try:
+        return copy.pull(), copy.push()
+    finally:
+        lease.release()
+
+
 def synced(write: bool = True) -> Callable[[F], F]:
     """Decorate a lake stage taking `settings` and `dataset` arguments: it runs in a session."""
 

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,39 +34,16 @@ def running_moto_server(tmp: Path) -> Iterator[str]:
     environment (never real ones: the boto3 config files are pointed at nothing)."""
     import pytest
 
-    from shoprec.children import free_port
+    from shoprec.children import moto_s3_server
 
-    port = free_port()
-    script = Path(sys.executable).with_name("moto_server")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-    log = open(tmp / "moto.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
     with pytest.MonkeyPatch.context() as mp:
         for k, v in FAKE_AWS.items():
             mp.setenv(k, v)
         mp.setenv("AWS_CONFIG_FILE", str(tmp / "no-aws-config"))
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "no-aws-credentials"))
         mp.delenv("AWS_PROFILE", raising=False)
-        try:
-            end = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(OSError), socket.create_connection(
-                        ("127.0.0.1", port), timeout=0.5):
-                    break
-                if proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError("moto server did not start: "
-                                       + (tmp / "moto.log").read_text()[-2000:])
-                time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+        with moto_s3_server(tmp / "moto.log") as endpoint:
+            yield endpoint
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 
 from shoprec.config import Settings
 from shoprec.lake import list_batches
-from shoprec.lake_sync import LEASE, Lease, LakeBusy, lake_store, session
+from shoprec.lake_sync import LEASE, LakeBusy, Lease, lake_store, session
 from tests.scaled import running_moto_server
 
 
