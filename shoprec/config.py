@@ -362,6 +362,11 @@ class Settings(BaseSettings):
         the online store) must be rebuilt in full, not extended."""
         return self.lake(dataset) / "_rebuild_needed.json"
 
+    def lake_sync_manifest(self, dataset: str | None = None) -> Path:
+        """With the lake on object storage: the working copy's last agreed state with the
+        bucket (shoprec/lake_sync.py); never uploaded."""
+        return self.lake(dataset) / ".sync-manifest.json"
+
     def warehouse(self, dataset: str | None = None) -> Path:
         """The DuckDB file dbt writes (one writer at a time)."""
         return self.root / "warehouse" / f"{self._ds(dataset)}.duckdb"
@@ -537,7 +542,8 @@ class Settings(BaseSettings):
             "validation_profile": self.validation_profile(ds),
             "contract_stubs": self.contract_stubs(ds),
             "arrival_counter": self.arrival_counter(ds),
-            "rebuild_marker": self.rebuild_marker(ds), "warehouse": self.warehouse(ds),
+            "rebuild_marker": self.rebuild_marker(ds),
+            "lake_sync_manifest": self.lake_sync_manifest(ds), "warehouse": self.warehouse(ds),
             "analytics_snapshot": self.analytics_snapshot(ds),
             "warehouse_snapshots": self.warehouse_snapshots(), "dbt_state": self.dbt_state(ds),
             "feast_state": self.feast_state(ds), "feast_yaml": self.feast_yaml(ds),

@@ -37,8 +37,9 @@ from shoprec.config import Settings, get_settings
 from shoprec.storage import TMP_PREFIX, S3Store, StorageError
 
 LEASE = "_lease.json"  # in the bucket only
-MANIFEST = ".sync-manifest.json"  # in the working copy only
-LEASE_SECONDS = 600.0  # renewed every third of this while held
+MANIFEST = ".sync-manifest.json"  # in the working copy only (Settings.lake_sync_manifest)
+LEASE_SECONDS = 120.0  # renewed every third of this while held; a dead holder on another
+# machine blocks the lake this long at most (one on this machine: not at all, see Lease)
 WAIT_SECONDS = 1800.0  # how long a session waits for another holder's lease
 
 F = TypeVar("F", bound=Callable)
@@ -97,7 +98,7 @@ class WorkingCopy:
     def __init__(self, settings: Settings, dataset: str | None, store: S3Store):
         self.base = settings.lake(dataset)
         self.store = store
-        self.manifest_path = self.base / MANIFEST
+        self.manifest_path = settings.lake_sync_manifest(dataset)
         try:
             self.manifest: dict[str, list] = json.loads(self.manifest_path.read_text())
         except (FileNotFoundError, ValueError):
@@ -107,7 +108,7 @@ class WorkingCopy:
         self.base.mkdir(parents=True, exist_ok=True)
         write_text(self.manifest_path, json.dumps(self.manifest, sort_keys=True))
 
-    def _remote(self) -> dict[str, tuple[int, str]]:
+    def remote(self) -> dict[str, tuple[int, str]]:
         client, out = self.store.client, {}
         full = self.store.prefix + "/"
         with self.store._errors():
@@ -126,13 +127,13 @@ class WorkingCopy:
     def pull(self) -> Synced:
         """Bring changes made elsewhere since the last agreed state into the working copy."""
         t0, out = time.monotonic(), Synced()
-        remote, local = self._remote(), _local_files(self.base)
+        remote, local = self.remote(), _local_files(self.base)
         for rel, (size, etag) in sorted(remote.items()):
             m = self.manifest.get(rel)
             if m is not None and m[2] == etag:
                 continue  # nobody changed it remotely: the local state (maybe newer) stands
             if m is None and rel in local and local[rel].st_size == size and \
-                    _md5(self.base / rel) == etag.strip('"'):
+                    md5(self.base / rel) == etag.strip('"'):
                 self.manifest[rel] = [size, local[rel].st_mtime_ns, etag]  # same bytes
                 continue
             path = self.base / rel
@@ -174,7 +175,7 @@ class WorkingCopy:
         return out
 
 
-def _md5(path: Path) -> str:
+def md5(path: Path) -> str:
     import hashlib
 
     h = hashlib.md5(usedforsecurity=False)
@@ -214,7 +215,7 @@ class Lease:
                 held = json.loads(self.store.get_bytes(LEASE))
             except (FileNotFoundError, ValueError):
                 continue  # released (or half-read) meanwhile: try again at once
-            if float(held.get("expires", 0)) < time.time():
+            if float(held.get("expires", 0)) < time.time() or _dead_here(held.get("holder")):
                 self.store.delete(LEASE)  # its holder is gone
                 continue
             if time.monotonic() > deadline:
@@ -237,6 +238,21 @@ class Lease:
             held = json.loads(self.store.get_bytes(LEASE))
             if held.get("holder") == self.token:
                 self.store.delete(LEASE)
+
+
+def _dead_here(holder: object) -> bool:
+    """The holder ran on this machine and its process is gone (killed: no release)."""
+    host, _, rest = str(holder).partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @contextlib.contextmanager

@@ -126,3 +126,23 @@ def test_without_storage_uri_nothing_talks_to_s3(tmp_path, monkeypatch):
     with session(s):
         pass
     assert not (s.lake() / ".sync-manifest.json").exists()
+
+
+def test_the_privacy_audit_searches_the_bucket(machines):
+    """`privacy find` on a lake in S3: objects byte-identical to the working copy were searched
+    there; one that is not (here: a working copy that lost its file) is searched in the bucket."""
+    import pyarrow.parquet as pq
+
+    from shoprec.privacy.find import find_user
+    from shoprec.simulate import simulate
+
+    a, _ = machines
+    simulate("tiny", seed=5, days=2, settings=a)
+    batch = a.zone("landing") / _names("landing", a)[0]
+    user = pq.read_table(batch / "events.parquet").column("user_id")[0].as_py()
+    hits = find_user(a, "shop", user)
+    assert hits and not [p for p in hits if p.startswith("s3://")]
+    (batch / "events.parquet").unlink()
+    hits = find_user(a, "shop", user)
+    remote = [p for p in hits if p.startswith("s3://")]
+    assert remote == [lake_store(a).uri(f"landing/{batch.name}/events.parquet")]

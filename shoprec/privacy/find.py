@@ -43,7 +43,35 @@ def find_user(settings: Settings, dataset: str, user_id: str,
             add(where, _text(p, [user_id]))  # event ids are too generic for text ("e7")
     if settings.feast.online_store == "redis":
         add("redis", _redis(settings, dataset, user_id))
+    for place, n in _bucket(settings, dataset, user_id, ids).items():
+        add(place, n)
     return hits
+
+
+def _bucket(settings: Settings, dataset: str, user_id: str, ids: list[str]) -> dict[str, int]:
+    """The lake's objects on S3 (storage_uri): one byte-identical to the working copy's file
+    (same MD5 ETag) was searched there; any other is downloaded and searched."""
+    import tempfile
+
+    from shoprec.lake_sync import WorkingCopy, lake_store, md5
+
+    store = lake_store(settings, dataset)
+    if store is None:
+        return {}
+    out = {}
+    copy = WorkingCopy(settings, dataset, store)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, (_size, etag) in copy.remote().items():
+            local = copy.base / rel
+            if local.is_file() and md5(local) == etag.strip('"'):
+                continue
+            path = store.get_file(rel, Path(tmp) / Path(rel).name)
+            n = _parquet(path, user_id, ids) if path.suffix == ".parquet" else \
+                _text(path, [user_id]) if path.suffix.lower() in TEXT_SUFFIXES else 0
+            if n:
+                out[store.uri(rel)] = n
+            path.unlink()
+    return out
 
 
 def _match(cols: list[str], user_id: str, ids: list[str]) -> tuple[str, list] | None:
