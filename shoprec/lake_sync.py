@@ -40,6 +40,7 @@ LEASE = "_lease.json"  # in the bucket only
 MANIFEST = ".sync-manifest.json"  # in the working copy only (Settings.lake_sync_manifest)
 LEASE_SECONDS = 120.0  # renewed every third of this while held; a dead holder on another
 # machine blocks the lake this long at most (one on this machine: not at all, see Lease)
+TRANSFERS = 8  # objects moved at once
 WAIT_SECONDS = 1800.0  # how long a session waits for another holder's lease
 
 F = TypeVar("F", bound=Callable)
@@ -128,6 +129,7 @@ class WorkingCopy:
         """Bring changes made elsewhere since the last agreed state into the working copy."""
         t0, out = time.monotonic(), Synced()
         remote, local = self.remote(), _local_files(self.base)
+        wanted = []
         for rel, (size, etag) in sorted(remote.items()):
             m = self.manifest.get(rel)
             if m is not None and m[2] == etag:
@@ -136,12 +138,17 @@ class WorkingCopy:
                     md5(self.base / rel) == etag.strip('"'):
                 self.manifest[rel] = [size, local[rel].st_mtime_ns, etag]  # same bytes
                 continue
+            wanted.append(rel)
+
+        def get(rel: str) -> os.stat_result:
             path = self.base / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             self.store.get_file(rel, path)
-            st = path.stat()
-            self.manifest[rel] = [st.st_size, st.st_mtime_ns, etag]
-            out.downloaded, out.bytes = out.downloaded + 1, out.bytes + size
+            return path.stat()
+
+        for rel, st in zip(wanted, _parallel(get, wanted), strict=True):
+            self.manifest[rel] = [st.st_size, st.st_mtime_ns, remote[rel][1]]
+            out.downloaded, out.bytes = out.downloaded + 1, out.bytes + st.st_size
             out.keys.append(rel)
         for rel in sorted(set(self.manifest) - set(remote)):  # removed elsewhere
             (self.base / rel).unlink(missing_ok=True)
@@ -156,23 +163,36 @@ class WorkingCopy:
         """Upload what changed here since the last agreed state; delete what was removed."""
         t0, out = time.monotonic(), Synced()
         local = _local_files(self.base)
-        for rel, st in sorted(local.items()):
-            if self._unchanged(rel, st):
-                continue
-            path = self.base / rel
-            with self.store._errors(rel), path.open("rb") as fh:
-                etag = self.store.client.put_object(
-                    Bucket=self.store.bucket, Key=self.store._key(rel), Body=fh)["ETag"]
-            self.manifest[rel] = [st.st_size, st.st_mtime_ns, str(etag)]
+        changed = [rel for rel, st in sorted(local.items()) if not self._unchanged(rel, st)]
+
+        def put(rel: str) -> str:
+            with self.store._errors(rel), (self.base / rel).open("rb") as fh:
+                return str(self.store.client.put_object(
+                    Bucket=self.store.bucket, Key=self.store._key(rel), Body=fh)["ETag"])
+
+        for rel, etag in zip(changed, _parallel(put, changed), strict=True):
+            st = local[rel]
+            self.manifest[rel] = [st.st_size, st.st_mtime_ns, etag]
             out.uploaded, out.bytes = out.uploaded + 1, out.bytes + st.st_size
             out.keys.append(rel)
-        for rel in sorted(set(self.manifest) - set(local)):  # removed here
-            self.store.delete(rel)
+        gone = sorted(set(self.manifest) - set(local))  # removed here
+        list(_parallel(self.store.delete, gone))
+        for rel in gone:
             del self.manifest[rel]
-            out.deleted += 1
+        out.deleted = len(gone)
         self._save()
         out.seconds = time.monotonic() - t0
         return out
+
+
+def _parallel(fn: Callable, items: list) -> list:
+    """`fn` over `items` on TRANSFERS threads (boto3's client is thread-safe), in order."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(TRANSFERS, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def md5(path: Path) -> str:
@@ -261,11 +281,11 @@ def session(settings: Settings | None = None, dataset: str | None = None, *,
     """Run a lake stage on an up-to-date working copy (see the module's docstring). Nested
     sessions of the same dataset in this process (forget -> transform) join the outer one."""
     settings = settings or get_settings()
-    store = lake_store(settings, dataset)
-    if store is None:
+    root = settings.storage_root()
+    if root is None:
         yield
         return
-    key = (store.uri(), settings.lake(dataset).name)
+    key = (root, settings.lake(dataset).name)
     held = _local.__dict__.setdefault("held", {})
     depth = held.get(key, 0)
     held[key] = depth + 1
@@ -273,6 +293,7 @@ def session(settings: Settings | None = None, dataset: str | None = None, *,
         if depth:
             yield
             return
+        store = lake_store(settings, dataset)
         copy = WorkingCopy(settings, dataset, store)
         lease = Lease(store)
         lease.acquire()

@@ -13,6 +13,7 @@ Credentials for S3 come only from the environment / boto3's chain, never from se
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Iterator
@@ -186,13 +187,25 @@ class LocalStore:
             parent = parent.parent
 
 
+@functools.lru_cache(maxsize=8)
+def _client(endpoint_url: str | None, region: str | None):
+    """One boto3 client per endpoint and process (thread-safe; creating one costs ~0.1 s of
+    JSON model loading). Credentials are read once, from the environment / boto3's chain."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 5, "mode": "standard"},
+                    connect_timeout=5, read_timeout=60,
+                    s3={"addressing_style": "path"} if endpoint_url else None)
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region,
+                                          config=config)
+
+
 class S3Store:
     """Objects in an S3 bucket under `prefix` (boto3; credentials from the environment)."""
 
     def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
                  region: str | None = None, client=None):
-        import boto3
-        from botocore.config import Config
 
         if not bucket or "/" in bucket:
             raise StorageError(f"S3 bucket {bucket!r} is not a bucket name")
@@ -201,11 +214,7 @@ class S3Store:
         if self.prefix:
             check_key(self.prefix)
         self.endpoint_url = endpoint_url
-        config = Config(retries={"max_attempts": 5, "mode": "standard"},
-                        connect_timeout=5, read_timeout=60,
-                        s3={"addressing_style": "path"} if endpoint_url else None)
-        self.client = client or boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        self.client = client or _client(endpoint_url, region)
 
     def __repr__(self) -> str:
         return f"S3Store({self.uri()!r})"

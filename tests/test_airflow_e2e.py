@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import psutil
 import pytest
 
 from shoprec.config import Settings
 from shoprec.lake import list_batches
+from tests import scaled
 from tests.conftest import free_port
-
-PG = {"host": "127.0.0.1", "port": 5432, "user": "root", "dbname": "postgres"}
 
 
 @pytest.fixture
@@ -24,20 +22,11 @@ def metadata_db():
     """A uniquely named PostgreSQL database, dropped afterwards (the shared server stays as it
     is otherwise)."""
     psycopg2 = pytest.importorskip("psycopg2")
-    name = f"shoprec_af_{uuid.uuid4().hex[:12]}"
     try:
-        con = psycopg2.connect(**PG)
+        with scaled.metadata_database() as url:
+            yield url
     except psycopg2.OperationalError as e:
         pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed (.ci/run starts it): {e}")
-    con.autocommit = True
-    with con.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-    finally:
-        with con.cursor() as cur:
-            cur.execute(f'drop database if exists "{name}" with (force)')
-        con.close()
 
 
 def _group_alive(pgid: int) -> bool:
