@@ -228,7 +228,9 @@ def own_redis():
 
 
 def _home(built_shop: Settings, home, **feast) -> Settings:
-    s = Settings(home=home, feast=FeastSettings(**feast))
+    """A home with the published warehouse of `built_shop`; Feast's settings are the
+    environment's (the scaled mode's Redis) but for `feast`."""
+    s = Settings(home=home, feast=Settings(home=home).feast.model_copy(update=feast))
     copy_published_warehouse(built_shop, s)
     return s
 
@@ -322,7 +324,7 @@ def test_a_flushed_redis_is_refilled_in_full(built_shop, tmp_path, own_redis):
 def test_an_existing_sqlite_home_switched_to_redis_fills_redis_first(built_shop, tmp_path,
                                                                      own_redis):
     port, _ = own_redis
-    lite = _home(built_shop, tmp_path)
+    lite = _home(built_shop, tmp_path, online_store="sqlite")
     first = materialize(settings=lite)
     red = _switched(lite, online_store="redis", redis_connection=f"127.0.0.1:{port}")
     assert status(settings=red).behind == VIEWS
@@ -357,7 +359,7 @@ def test_status_says_behind_before_materialize_and_up_to_date_after(built_shop, 
 
 
 def test_a_deleted_sqlite_online_store_is_refilled(built_shop, tmp_path):
-    s = _home(built_shop, tmp_path)
+    s = _home(built_shop, tmp_path, online_store="sqlite")
     first = materialize(settings=s)
     s.feast_online_db("shop").unlink()
     assert status(settings=s).behind == VIEWS
@@ -396,8 +398,10 @@ def test_project_names_are_distinct_per_dataset_and_feast_safe():
     from shoprec.features.store import project_name
     from shoprec.names import is_name
 
-    s = Settings()
+    s = Settings(feast=FeastSettings(project=None))  # the default
     assert project_name(s, "shop") == "shoprec_shop"
+    shared = Settings(feast=FeastSettings(project="s{home_id}_{dataset}"))  # one Redis, many homes
+    assert project_name(shared, "ml-100k") == f"s{shared.home_id}_ml_2d100k"
     assert project_name(s, "ml-100k") == "shoprec_ml_2d100k"
     assert [project_name(s, d) for d in ("a-b", "a.b", "a_b")] == [
         "shoprec_a_2db", "shoprec_a_2eb", "shoprec_a_5fb"]
