@@ -100,14 +100,20 @@ class WorkingCopy:
         self.base = settings.lake(dataset)
         self.store = store
         self.manifest_path = settings.lake_sync_manifest(dataset)
+        self.where = f"s3://{store.bucket}/{store.prefix}"
         try:
-            self.manifest: dict[str, list] = json.loads(self.manifest_path.read_text())
+            saved = json.loads(self.manifest_path.read_text())
         except (FileNotFoundError, ValueError):
-            self.manifest = {}
+            saved = {}
+        # agreed with another lake (a copied home, a changed storage_uri): nothing is agreed
+        # here, so every local file counts as a local change and none is deleted by a pull
+        ok = isinstance(saved, dict) and saved.get("remote") == self.where
+        self.manifest: dict[str, list] = dict(saved.get("files", {})) if ok else {}
 
     def _save(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        write_text(self.manifest_path, json.dumps(self.manifest, sort_keys=True))
+        write_text(self.manifest_path, json.dumps({"remote": self.where, "files": self.manifest},
+                                                  sort_keys=True))
 
     def remote(self) -> dict[str, tuple[int, str]]:
         client, out = self.store.client, {}

@@ -146,3 +146,22 @@ def test_the_privacy_audit_searches_the_bucket(machines):
     hits = find_user(a, "shop", user)
     remote = [p for p in hits if p.startswith("s3://")]
     assert remote == [lake_store(a).uri(f"landing/{batch.name}/events.parquet")]
+
+
+def test_a_copied_home_keeps_its_files_and_pushes_them(machines, tmp_path):
+    """A home copied with its sync manifest onto another lake (another prefix): the manifest
+    agreed with the first lake, so the copy's files are local changes, pushed, never deleted."""
+    import shutil
+
+    from shoprec.simulate import simulate
+
+    a, _ = machines
+    simulate("tiny", seed=5, days=2, settings=a)
+    copy = Settings(home=tmp_path / "copy", storage_uri=a.storage_uri.replace("/prod", "/copy"),
+                    s3_endpoint_url=a.s3_endpoint_url)
+    shutil.copytree(a.home, copy.home)
+    assert _names("landing", copy) == _names("landing", a) != []
+    with session(copy):
+        pass
+    assert _names("landing", copy) == _names("landing", a)
+    assert sorted(lake_store(copy).list()) == sorted(lake_store(a).list())

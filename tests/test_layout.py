@@ -123,7 +123,7 @@ def test_feast_names_are_spelled_only_in_feature_repo_names():
 
 @pytest.mark.parametrize("dataset", ["shop", "acme"])
 def test_every_location_is_under_the_home_and_distinct(tmp_path, dataset):
-    s = Settings(home=tmp_path)
+    s = Settings(home=tmp_path, storage_uri=None)
     locs = s.locations(dataset)
     assert all(p.is_relative_to(tmp_path.resolve()) for p in locs.values())
     assert len(set(locs.values())) == len(locs)

@@ -33,7 +33,7 @@ from shoprec.registry import (
     rollback,
 )
 from shoprec.registry.manifest import VERSION_RE, sha256_file
-from shoprec.storage import LocalStore
+from shoprec.storage import LocalStore, store_from_settings
 from tests.test_storage import new_s3_store, running_moto_server
 from training.export import FORMAT, ExportedModel
 
@@ -742,7 +742,7 @@ def test_cli_failures_are_one_line_and_exit_non_zero(exports, tmp_path):
     from shoprec.config import Settings
 
     home = tmp_path / "home"
-    store = LocalStore(Settings(home=home).model_registry())
+    store = store_from_settings(Settings(home=home))  # the store the CLI will open
     reg = Registry(store, "shop")
     v = [reg.register(exports[i], f"run{i}") for i in range(2)]
     reg.promote(v[0])

@@ -41,7 +41,10 @@ class Server:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("SHOPREC_")}
+        # the machine's storage (the scaled mode's S3) stays; every other setting is `env`'s
+        keep = ("SHOPREC_STORAGE_URI", "SHOPREC_S3_ENDPOINT_URL")
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith("SHOPREC_") or k in keep}
         self.child = Child([sys.executable, "-m", "shoprec.cli", "serve", "--port",
                             str(self.port)], {**clean, "SHOPREC_HOME": str(home), **env}, log)
         self.child.wait_http(f"{self.url}/healthz")
@@ -119,7 +122,7 @@ def serving_homes(built_shop, tmp_path_factory):
     from training.train import train
 
     s = Settings(home=tmp_path_factory.mktemp("serving-sqlite"), training=TrainingSettings(
-        max_epochs=1, dim=16, user_features=True))
+        max_epochs=1, dim=16, user_features=True), feast=FeastSettings(online_store="sqlite"))
     copy_published_warehouse(built_shop, s)
     materialize(settings=s)
     with pytest.MonkeyPatch.context() as mp:  # the ranker's grid: one short setting

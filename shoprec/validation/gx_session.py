@@ -42,7 +42,8 @@ class GxSession:
         settings.data_docs_dir.mkdir(parents=True, exist_ok=True)
         self.context.add_data_docs_site(site_name=self.docs_site, site_config={
             "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {"module_name": "shoprec.validation.gx_docs",
+                                   "class_name": "KeepingSiteIndexBuilder"},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                               "base_directory": str(settings.data_docs_dir)},
         })
@@ -92,8 +93,15 @@ class GxSession:
         return vd.run(result_format=result_format or RESULT_FORMAT)
 
     def build_docs(self) -> Path:
-        self.context.build_data_docs(site_names=[self.docs_site])
+        """One builder at a time per site: validation workers build it side by side."""
+        import fcntl
+
+        lock = self.settings.data_docs_dir / ".build.lock"
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            self.context.build_data_docs(site_names=[self.docs_site])
         return self.settings.data_docs_index()
 
     def close(self) -> None:
         self.engine.close()
+
