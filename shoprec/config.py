@@ -523,6 +523,10 @@ class Settings(BaseSettings):
     def data_docs_index(self) -> Path:
         return self.data_docs_dir / "index.html"
 
+    def data_docs_lock(self) -> Path:
+        """flock'd while a validation worker builds the Data Docs site (one builder at a time)."""
+        return self.data_docs_dir / ".build.lock"
+
     def import_rejects(self, dataset: str | None = None, batch_id: str | None = None,
                        kind: str = "events") -> Path:
         """Rows an importer refused (the folder, or one batch's file), kept outside the lake."""
@@ -552,6 +556,7 @@ class Settings(BaseSettings):
             "event_spool": self.event_spool(ds), "event_flush_lock": self.event_flush_lock(ds),
             "model_cache": self.model_cache(ds),
             "reports": self.reports_dir, "data_docs": self.data_docs_dir,
+            "data_docs_lock": self.data_docs_lock(),
             "log_file": self.log_file(), "alerts_log": self.alerts_log(),
             "airflow_home": self.airflow_home(),
             "import_rejects": self.import_rejects(ds), "cache": self.cache_dir,

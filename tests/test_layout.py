@@ -26,7 +26,7 @@ LOCATION_MEMBERS = {
     "training_report", "home", "data_docs_index", "log_file", "arrival_counter",
     "rebuild_marker", "contract_stubs", "validation_profile", "event_spool", "event_flush_lock",
     "demo_log", "privacy_key_file", "privacy_state", "forget_log",
-    "internal_snapshot", "analysts_snapshots", "lake_sync_manifest",
+    "internal_snapshot", "analysts_snapshots", "lake_sync_manifest", "data_docs_lock",
 }
 FEAST_NAMES = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)
                and not k.endswith("_KEY")} - {names.USER, names.ITEM}

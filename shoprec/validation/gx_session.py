@@ -96,8 +96,7 @@ class GxSession:
         """One builder at a time per site: validation workers build it side by side."""
         import fcntl
 
-        lock = self.settings.data_docs_dir / ".build.lock"
-        with open(lock, "a") as fh:
+        with open(self.settings.data_docs_lock(), "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             self.context.build_data_docs(site_names=[self.docs_site])
         return self.settings.data_docs_index()
