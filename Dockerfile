@@ -1,7 +1,8 @@
 # One image for every Airflow component (api-server, scheduler, dag-processor, triggerer, Celery
 # workers) and for serving. It installs from the same lock file as `make setup`
 # (constraints.txt), torch as the CPU wheel named below (the default index would pull the CUDA
-# build, several GB). Build from the repository root:
+# build, several GB). The wheel is x86_64: on an arm64 host build with `--platform linux/amd64`
+# (or pass the aarch64 wheel as --build-arg TORCH_WHEEL=...). Build from the repository root:
 #   docker build -t shoprec:0.1.0 .
 FROM python:3.11-slim-bookworm
 
