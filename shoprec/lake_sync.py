@@ -100,7 +100,7 @@ class WorkingCopy:
         self.base = settings.lake(dataset)
         self.store = store
         self.manifest_path = settings.lake_sync_manifest(dataset)
-        self.where = f"s3://{store.bucket}/{store.prefix}"
+        self.where = store.uri()
         try:
             saved = json.loads(self.manifest_path.read_text())
         except (FileNotFoundError, ValueError):

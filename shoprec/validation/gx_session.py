@@ -103,4 +103,3 @@ class GxSession:
 
     def close(self) -> None:
         self.engine.close()
-
