@@ -71,22 +71,36 @@ def test_dag_files_import_no_heavy_modules(parse_home):
         assert r.returncode == 0, f"{f.name} imports {r.stdout} at top level: {r.stderr[-2000:]}"
 
 
-def test_each_dag_parses_in_under_a_second(dagbag, parse_home):
-    """The dag-processor re-parses every file every few seconds: each file, parsed on its own
-    (dbt's manifest cached, as after the first parse), takes < 1 s."""
+def test_each_dag_parses_on_its_own_without_running_anything(dagbag, parse_home, monkeypatch):
+    """The dag-processor re-parses every file every few seconds: with dbt's manifest cached (as
+    after the first parse), parsing a file starts no process (no `dbt parse`, no tool). Its time
+    is a figure of `bench.bench_airflow`, not an assertion here."""
+    import subprocess as sp
+
     from airflow.dag_processing.dagbag import DagBag
 
     from shoprec.config import reset_settings_cache
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHOPREC_HOME", str(parse_home))
-        reset_settings_cache()
+    started: list = []
+
+    class NoProcess:
+        def __init__(self, args, *a, **kw):
+            started.append(args)
+            raise AssertionError(f"a DAG file started a process while parsing: {args}")
+
+    monkeypatch.setenv("SHOPREC_HOME", str(parse_home))
+    reset_settings_cache()
+    monkeypatch.setattr(sp, "Popen", NoProcess)
+    try:
         for f in sorted((ROOT / "dags").glob("*.py")):
             bag = DagBag(dag_folder=str(f))
             (stat,) = bag.dagbag_stats
-            assert not bag.import_errors and stat.dag_num >= 1, f.name
-            assert stat.duration.total_seconds() < 1.0, (f.name, stat.duration)
-    reset_settings_cache()
+            assert not bag.import_errors and stat.dag_num >= 1, (f.name, bag.import_errors)
+            assert stat.task_num >= 1, f.name
+    finally:
+        monkeypatch.undo()
+        reset_settings_cache()
+    assert started == []
 
 
 def test_dags_are_scheduled_retried_timed_and_alerting_as_documented(dagbag):
