@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import (  # noqa: E402
     bench_airflow,
+    bench_dag_parse,
     bench_features,
     bench_scale,
     bench_serving,
@@ -27,4 +28,5 @@ if __name__ == "__main__":
     bench_training.main()
     bench_serving.main()
     bench_airflow.main()
+    bench_dag_parse.main()
     bench_scale.main()
