@@ -74,9 +74,7 @@ def test_dag_files_import_no_heavy_modules(parse_home):
 def test_each_dag_parses_on_its_own_without_running_anything(dagbag, parse_home, monkeypatch):
     """The dag-processor re-parses every file every few seconds: with dbt's manifest cached (as
     after the first parse), parsing a file starts no process (no `dbt parse`, no tool). Its time
-    is a figure of `bench.bench_airflow`, not an assertion here."""
-    import subprocess as sp
-
+    is a figure of `bench.bench_dag_parse`, not an assertion here."""
     from airflow.dag_processing.dagbag import DagBag
 
     from shoprec.config import reset_settings_cache
@@ -90,7 +88,7 @@ def test_each_dag_parses_on_its_own_without_running_anything(dagbag, parse_home,
 
     monkeypatch.setenv("SHOPREC_HOME", str(parse_home))
     reset_settings_cache()
-    monkeypatch.setattr(sp, "Popen", NoProcess)
+    monkeypatch.setattr(subprocess, "Popen", NoProcess)
     try:
         for f in sorted((ROOT / "dags").glob("*.py")):
             bag = DagBag(dag_folder=str(f))
