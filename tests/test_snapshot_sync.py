@@ -216,9 +216,16 @@ def test_each_publish_brings_the_oldest_free_snapshot_up_to_date(tmp_path):
         hows.append(transform(settings=s).published)
         assert _content(s.internal_snapshot()) == _content(s.warehouse(), writable=True)
         assert _content(s.analytics_snapshot()) == _analysts(s)
+        if days == 4:  # the spare: the published snapshot's twin, stamped just before it
+            for folder, link in ((None, s.internal_snapshot()),
+                                 (s.analysts_snapshots(), s.analytics_snapshot())):
+                spare, current = snapshots(s, "shop", folder)
+                assert current == link.resolve() and _content(spare) == _content(current)
     assert hows[0].startswith("internal: copied (first publish); analysts: written in full")
-    assert hows[2].startswith("internal: synced ")  # the third brings the first up to date
-    assert "analysts: synced " in hows[2]
+    assert "; spare for the next publish copied in " in hows[0]
+    for how in hows[1:]:  # the second syncs the spare, the third the first
+        assert how.startswith("internal: synced ") and "analysts: synced " in how
+        assert "spare" not in how
     assert len(snapshots(s, "shop")) == 2  # the one published and the one before it
     assert len(snapshots(s, "shop", s.analysts_snapshots())) == 2
 
