@@ -271,8 +271,8 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
             t, rss, _ = run_measured([BIN, "train", "--max-minutes", "10"], env)
             rows.append(_row("train", t, rss, note="10-minute epoch budget, end to end"))
             say(rows[-1])
-        # two more days, one at a time: the second publish is the first to find an older
-        # snapshot to bring up to date (the first two publishes copy)
+        # two more days, one at a time: each publish brings an older snapshot up to date (the
+        # first publish copied, then left a spare for the second)
         for day, label in ((days - 1, "+1 day"), (days, "+1 more day")):
             run_measured([BIN, "data", "simulate", "--scale", scale, "--days", str(day)], env)
             t, rss, _ = run_measured([BIN, "validate"], env)
