@@ -150,11 +150,10 @@ def drop_older_snapshots(s: Settings, ds: str) -> list[str]:
     """Delete every internal snapshot but the published one (the analysts' hold pseudonyms
     only, but their older rows would still count the user: those go too); one a reader holds
     open is left (and named): it still holds the user."""
-    from shoprec.transform.publish import snapshots
+    from shoprec.transform.publish import published_links, snapshots
 
     held = []
-    for folder, link in ((s.warehouse_snapshots(), s.internal_snapshot(ds)),
-                         (s.analysts_snapshots(), s.analytics_snapshot(ds))):
+    for folder, link in published_links(s, ds):
         current = link.resolve() if link.is_symlink() else None
         held += _drop_all_but(snapshots(s, ds, folder), current)
     return held

@@ -19,7 +19,7 @@ a full rebuild, or one whose older snapshots are all held or unreadable, copies 
 (the analysts' one: writes it in full through the pseudonyms). After a publish that leaves no
 other snapshot in its folder, a byte copy of the one just published is kept as a spare, so the
 next publish syncs it instead of copying again (at 10M events the analysts' full write costs
-~50 s, the byte copy of its result a few seconds); it is made once readers see the new one.
+~50 s, byte copies of both snapshots ~11 s); it is made once readers see the new one.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ ALIAS = "shoprec_snapshot"  # an older snapshot's name while it is brought up to
 ANALYSTS_SCHEMAS = ("marts", "features")  # what analysts query; intermediate is dbt's plumbing
 KEEP = 3  # at most: the one published, the one before (synced next), one a reader held
 STAMP = re.compile(r"\d{8}T\d{12}Z")
+STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"  # what STAMP matches
 
 
 @dataclass
@@ -64,6 +65,12 @@ def snapshots(settings: Settings, dataset: str, folder: Path | None = None) -> l
                   if STAMP.fullmatch(p.name[len(prefix):-len(".duckdb")]))
 
 
+def published_links(settings: Settings, dataset: str) -> list[tuple[Path, Path]]:
+    """(snapshot folder, link to the published one): the internal pair, then the analysts'."""
+    return [(settings.warehouse_snapshots(), settings.internal_snapshot(dataset)),
+            (settings.analysts_snapshots(), settings.analytics_snapshot(dataset))]
+
+
 def publish_snapshot(settings: Settings, dataset: str) -> Path:
     return publish(settings, dataset).link
 
@@ -79,12 +86,11 @@ def publish(settings: Settings, dataset: str, rebuilt: bool = False) -> Publishe
     with duckdb.connect(str(src)) as con:  # fold the WAL into the file
         con.execute("CHECKPOINT")
     keys = unique_keys(settings, dataset)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime(STAMP_FORMAT)
     internal, how = _publish_internal(settings, dataset, src, stamp, keys, rebuilt)
     analysts, how_a = _publish_analysts(settings, dataset, src, stamp, keys, rebuilt)
-    spares = [_spare(settings, dataset, folder, link) for folder, link in (
-        (settings.warehouse_snapshots(), settings.internal_snapshot(dataset)),
-        (settings.analysts_snapshots(), settings.analytics_snapshot(dataset)))]
+    spares = [_spare(settings, dataset, folder, link)
+              for folder, link in published_links(settings, dataset)]
     made = [s for s in spares if s is not None]
     return Published(settings.analytics_snapshot(dataset), analysts,
                      f"internal: {how}; analysts: {how_a}"
@@ -165,8 +171,8 @@ def _spare(settings: Settings, dataset: str, folder: Path, link: Path) -> float 
     t0 = time.perf_counter()
     current = link.resolve()
     stamp = dt.datetime.strptime(current.name[len(dataset) + 1:-len(".duckdb")],
-                                 "%Y%m%dT%H%M%S%fZ") - dt.timedelta(microseconds=1)
-    with atomic.atomic_path(folder / f"{dataset}-{stamp:%Y%m%dT%H%M%S%f}Z.duckdb") as tmp:
+                                 STAMP_FORMAT) - dt.timedelta(microseconds=1)
+    with atomic.atomic_path(folder / f"{dataset}-{stamp.strftime(STAMP_FORMAT)}.duckdb") as tmp:
         shutil.copyfile(current, tmp)
     return time.perf_counter() - t0
 
