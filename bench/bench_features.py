@@ -42,7 +42,7 @@ def _lookups(store, users: list[str], service) -> dict[str, tuple[float, float]]
 
 
 def main(scale: str = "large") -> None:
-    from feature_repo.data_sources import export_path
+    from feature_repo.data_sources import export_glob
     from feature_repo.names import SERVING_SERVICE, USER_DAILY
     from shoprec.config import FeastSettings, Settings
     from shoprec.features.materialize import materialize, teardown
@@ -67,7 +67,7 @@ def main(scale: str = "large") -> None:
 
             users = [u for (u,) in duckdb.connect().execute(
                 f"select distinct user_id from read_parquet("
-                f"'{export_path(s.feature_exports(), USER_DAILY)}')").fetchall()]
+                f"'{export_glob(s.feature_exports(), USER_DAILY)}')").fetchall()]
             svc = store.get_feature_service(SERVING_SERVICE)
             results[backend] = (secs, _lookups(store, users, svc), len(users))
             teardown(s)

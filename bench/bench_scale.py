@@ -119,17 +119,18 @@ def ref_windows(home: Path) -> float:
         return time.perf_counter() - t0
 
 
-def _exports(home: Path) -> list[tuple[str, Path]]:
-    """(view, its offline export) of each exported view (imports Feast: outside the timing)."""
-    from feature_repo.data_sources import export_path
+def _exports(home: Path) -> list[tuple[str, str]]:
+    """(view, the glob of its day files) of each exported view (imports Feast: outside the
+    timing)."""
+    from feature_repo.data_sources import export_dir, export_glob
     from feature_repo.names import EXPORTS
 
     s = Settings(home=home)
-    return [(view, path) for view in EXPORTS
-            if (path := export_path(s.feature_exports("shop"), view)).exists()]
+    return [(view, export_glob(s.feature_exports("shop"), view)) for view in EXPORTS
+            if any(export_dir(s.feature_exports("shop"), view).glob("*.parquet"))]
 
 
-def _latest_rows(exports: list[tuple[str, Path]]) -> list[tuple[str, list[str], list[tuple]]]:
+def _latest_rows(exports: list[tuple[str, str]]) -> list[tuple[str, list[str], list[tuple]]]:
     """Per feature export: (view, feature columns, the latest row per entity as text)."""
     out = []
     with duckdb.connect() as con:

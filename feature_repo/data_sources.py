@@ -14,14 +14,20 @@ from feast.data_format import ParquetFormat
 from feature_repo.names import EXPORTS, LIVE_EVENTS
 
 
-def export_path(exports_dir: Path, view: str) -> Path:
-    """Where a view's offline rows are exported (the one spelling of that file name)."""
-    return exports_dir / f"{view}.parquet"
+def export_dir(exports_dir: Path, view: str) -> Path:
+    """The folder of a view's offline rows: one Parquet file per day of event_timestamp, so an
+    export rewrites only the days dbt changed (the one spelling of that folder's name)."""
+    return exports_dir / view
+
+
+def export_glob(exports_dir: Path, view: str) -> str:
+    """What Feast's source and every other reader read: all of the view's day files."""
+    return str(export_dir(exports_dir, view) / "*.parquet")
 
 
 def batch_sources(exports_dir: Path) -> dict[str, FileSource]:
     def src(view: str) -> FileSource:
-        return FileSource(name=f"{view}_source", path=str(export_path(exports_dir, view)),
+        return FileSource(name=f"{view}_source", path=export_glob(exports_dir, view),
                           file_format=ParquetFormat(), timestamp_field="event_timestamp")
 
     return {view: src(view) for view in EXPORTS}

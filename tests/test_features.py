@@ -17,7 +17,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from feature_repo.data_sources import export_path
+from feature_repo.data_sources import export_glob
 from feature_repo.names import (
     ITEM_DAILY,
     USER_DAILY,
@@ -61,7 +61,7 @@ def fs(request, built_shop, tmp_path_factory):
 def _offline(s: Settings, name: str) -> pd.DataFrame:
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        path = export_path(s.feature_exports("shop"), name)
+        path = export_glob(s.feature_exports("shop"), name)
         return con.execute(f"select * from read_parquet('{path}')").df()
 
 

@@ -35,7 +35,7 @@ def user_day_features(settings: Settings, x: Interactions, service_name: str = T
     from training.data import TrainingDataError
 
     exports = settings.feature_exports(x.dataset)
-    if not any(exports.glob("*.parquet")):
+    if not any(exports.glob("*/*.parquet")):
         raise TrainingDataError(
             f"no Feast features for dataset {x.dataset!r} under "
             f"{exports}: run `shoprec features materialize --dataset "

@@ -85,7 +85,8 @@ def _plan(export: ExportStats | None, registry_end: dt.datetime | None, mark: Wa
 @dataclass
 class MaterializeReport:
     dataset: str
-    exported: dict[str, int] = field(default_factory=dict)
+    exported: dict[str, int] = field(default_factory=dict)  # view → its offline rows
+    days: dict[str, tuple[int, int]] = field(default_factory=dict)  # view → (written, of days)
     windows: dict[str, tuple | None] = field(default_factory=dict)  # view → (start, end) | None
     reasons: dict[str, str] = field(default_factory=dict)  # view → why its window was loaded
     seconds: float = 0.0
@@ -98,7 +99,9 @@ class MaterializeReport:
         for v, r in self.reasons.items():
             if r.startswith("full: ") and r != FIRST:
                 refilled.setdefault(r.removeprefix("full: "), []).append(v)
-        return (f"{self.dataset}: exported {sum(self.exported.values()):,} feature rows; "
+        written, of = (sum(d[i] for d in self.days.values()) for i in (0, 1))
+        return (f"{self.dataset}: exported {sum(self.exported.values()):,} feature rows"
+                + (f" ({written} of {of} day files written)" if self.days else "") + "; "
                 f"materialized {', '.join(done) or 'nothing new'}"
                 + "".join(f"; in full ({why}): {', '.join(vs)}" for why, vs in refilled.items())
                 + (f"; up to date: {', '.join(skipped)}" if skipped else "")
@@ -151,7 +154,9 @@ def materialize(settings: Settings | None = None, dataset: str | None = None, *,
         sources = view_sources(s, dataset)
         marks = online.read(sources)
         if export:
-            report.exported = export_features(s, dataset)
+            exported = export_features(s, dataset)
+            report.exported = {v: e.rows for v, e in exported.items()}
+            report.days = {v: (e.written, e.days) for v, e in exported.items()}
         store = apply(s, dataset)
         if rebuild:  # emptied only now, right before the full re-fill
             reset_online(s, dataset)
