@@ -20,6 +20,7 @@ benchmark's own process must stay small).
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import sys
@@ -235,6 +236,12 @@ def _published(out: str) -> str:
     return tail[tail.find("(") + 1:tail.rfind(")")] if "(" in tail else "?"
 
 
+def _days_written(out: str) -> str:
+    """How many day files `features materialize` exported again, from its summary line."""
+    m = re.search(r"\((\d+ of \d+ day files written)\)", out)
+    return m.group(1) if m else "?"
+
+
 def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
     home = Path(tempfile.mkdtemp(prefix=f"shoprec-bench-scale-{scale}-"))
     env = {"SHOPREC_HOME": str(home)}
@@ -258,15 +265,17 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
         t, rss, out = run_measured([BIN, "features", "materialize"], env)
         ref, n = measure_ref("sqlite", home)
         rows.append(_row("feast materialize (sqlite)", t, rss, ref,
-                         f"incl. the export; reference writes {n:,} feature values"))
+                         f"incl. the export ({_days_written(out)}); reference writes {n:,} "
+                         "feature values"))
         say(rows[-1])
         with redis_server() as (port, _):
             renv = {**env, "SHOPREC_FEAST__ONLINE_STORE": "redis",
                     "SHOPREC_FEAST__REDIS_CONNECTION": f"127.0.0.1:{port}"}
-            t, rss, _ = run_measured([BIN, "features", "materialize"], renv)
+            t, rss, out = run_measured([BIN, "features", "materialize"], renv)
             ref, n = measure_ref("redis", home, str(port))
             rows.append(_row("feast materialize (redis)", t, rss, ref,
-                             f"incl. the export; reference writes {n:,} feature values"))
+                             f"incl. the export ({_days_written(out)}); reference writes "
+                             f"{n:,} feature values"))
             say(rows[-1])
         if train:
             t, rss, _ = run_measured([BIN, "train", "--max-minutes", "10"], env)
@@ -282,8 +291,9 @@ def main(scale: str = "large", train: bool = False, keep: bool = False) -> None:
             rows.append(_row(f"dbt build ({label})", t, rss,
                              note=f"incremental; snapshot {_published(out)}"))
             say(rows[-1])
-            t, rss, _ = run_measured([BIN, "features", "materialize"], env)
-            rows.append(_row(f"feast materialize ({label}, sqlite)", t, rss, note="incremental"))
+            t, rss, out = run_measured([BIN, "features", "materialize"], env)
+            rows.append(_row(f"feast materialize ({label}, sqlite)", t, rss,
+                             note=f"incremental; export: {_days_written(out)}"))
             say(rows[-1])
     finally:
         if keep:

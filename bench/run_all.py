@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (  # noqa: E402
     bench_airflow,
     bench_dag_parse,
+    bench_export,
     bench_features,
     bench_scale,
     bench_serving,
@@ -25,6 +26,7 @@ if __name__ == "__main__":
     bench_transform.main()
     bench_features.main("tiny")
     bench_features.main("large")
+    bench_export.main()
     bench_training.main()
     bench_serving.main()
     bench_airflow.main()

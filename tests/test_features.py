@@ -5,10 +5,12 @@ redis-server on a free port instead: the shared one is never emptied or reconfig
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import threading
 import uuid
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -530,3 +532,48 @@ def test_the_engine_writes_what_feasts_own_engine_writes(built_shop, byod_shop, 
     assert sorted(ran) == sorted(report.windows), ran  # only the second home used it
     assert len(online["local"]) >= (5 if backend == "sqlite" else 100)
     assert online["shoprec"] == online["local"]
+
+
+def test_a_window_reads_only_its_day_files_and_writes_what_feasts_engine_writes(built_shop,
+                                                                                tmp_path):
+    """The engine hands Feast the day files of a materialization's window only: a window in
+    the middle of the history must still load exactly what Feast's own engine loads from every
+    file, and the view's source must point at all of its files again afterwards."""
+    from shoprec.features import engine as fast
+    from shoprec.features.materialize import apply, view_sources
+
+    seen = []
+    window_files = fast.window_files
+
+    @contextlib.contextmanager
+    def spy(source, start, end):
+        with window_files(source, start, end):
+            seen.append(sorted(p.name for p in Path(source.path).parent.glob("*.parquet")))
+            yield
+
+    online, paths = {}, {}
+    for engine in ("local", "shoprec"):
+        s = Settings(home=tmp_path / engine, feast=FeastSettings(
+            engine=engine, project=f"t_win_{engine}_{uuid.uuid4().hex[:8]}"))
+        copy_published_warehouse(built_shop, s)
+        export_features(s, "shop")
+        store = apply(s, "shop")
+        folder = Path(view_sources(s, "shop")[USER_DAILY]).parent
+        days = sorted(p.stem for p in folder.glob("[0-9]*.parquet"))
+        lo = dt.datetime.fromisoformat(days[len(days) // 2]).replace(tzinfo=dt.UTC)
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(fast, "window_files", spy)
+                store.materialize(start_date=lo, end_date=lo + dt.timedelta(days=3),
+                                  feature_views=[USER_DAILY])
+            online[engine] = _online_rows(s)
+            paths[engine] = {v.name: v.batch_source.path for v in store.list_feature_views()}
+        finally:
+            teardown(s)
+    want = [f"{(lo + dt.timedelta(days=d)):%Y-%m-%d}.parquet" for d in range(4)]
+    assert seen == [want], seen  # only the shoprec engine narrows the read, to 4 of 20 days
+    assert online["shoprec"] == online["local"]
+    assert any(online["shoprec"].values())
+    assert paths["shoprec"] == {v: str(p) for v, p in view_sources(s, "shop").items()
+                                if v in paths["shoprec"]}
+    assert not list(s.feature_exports("shop").glob("*/.window-*"))

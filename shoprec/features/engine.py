@@ -12,8 +12,15 @@ this engine, so the `feast` CLI materializes the same way."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +39,8 @@ from feast.repo_config import FeastConfigBaseModel
 from feast.value_type import ValueType
 
 from shoprec.features.store import ENGINE
+
+GLOB = "*.parquet"  # a view's source: all of its export's day files
 
 # Feast's casts (type_map.PYTHON_SCALAR_VALUE_TYPE_TO_PROTO_VALUE): an integer feature read
 # from a DOUBLE column is int() of it
@@ -273,14 +282,46 @@ class _Builder(LocalFeatureBuilder):
         return node
 
 
+@contextlib.contextmanager
+def window_files(source, start: dt.datetime, end: dt.datetime) -> Iterator[None]:
+    """Point a view's source at the day files that can hold rows of [start, end] for one job.
+
+    Feast filters on `CAST(event_timestamp AS TIMESTAMP)`, which DuckDB cannot check against
+    a file's statistics, so a window of three days read every row of all ninety day files (11 s
+    of one more day's 46 s at 10M events). The files of the other days hold no row of the window
+    (`export.DAY`: a file holds the rows of one UTC day), so Feast's own filter and dedup, run on
+    hard links to the window's files in a folder of their own, return the same rows. The path is
+    put back before Feast records the materialization in its registry."""
+    path = Path(getattr(source, "path", "") or "")
+    days = {f.stem: f for f in path.parent.glob("[0-9]*.parquet")} if path.name == GLOB else {}
+    lo, hi = ((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date().isoformat()
+              for t in (start, end))
+    keep = [f for d, f in days.items() if lo <= d <= hi]
+    if not days or not keep:
+        yield
+        return
+    folder = path.parent / f".window-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir()
+        for f in keep:
+            os.link(f, folder / f.name)
+        source.file_options.uri = str(folder / GLOB)
+        yield
+    finally:
+        source.file_options.uri = str(path)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class ShoprecEngine(LocalComputeEngine):
     """LocalComputeEngine whose plans end in `FastOutputNode`."""
 
     def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs):
         job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
         try:
-            context = self.get_execution_context(registry, task)
-            _Builder(registry, task, backend=self._get_backend(context)).build().execute(context)
+            with window_files(task.feature_view.batch_source, task.start_time, task.end_time):
+                context = self.get_execution_context(registry, task)
+                _Builder(registry, task, backend=self._get_backend(context)).build() \
+                    .execute(context)
         except Exception as e:  # noqa: BLE001 - reported as Feast's engine reports it
             return LocalMaterializationJob(job_id=job_id,
                                            status=MaterializationJobStatus.ERROR, error=e)
